@@ -1,0 +1,41 @@
+# Two commands do all set-up:  `make book`  and  `make test`.  Both create .venv when it is missing.
+#   make book [PROFILE=quick|paper|tiny] [DATA=/path/to/image-folder]   -> _build/html/index.html
+#   make test                                                           -> pytest
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+DATA ?=
+ifneq ($(strip $(DATA)),)
+export BNOPT_DATA := $(abspath $(DATA))
+endif
+# The machine's pip config adds local indexes that print one warning per package: keep logs readable.
+PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
+
+.PHONY: book test env clean clean-runs help
+help:
+	@sed -n 1,3p Makefile
+
+$(VENV)/.installed: requirements-lock.txt pyproject.toml
+	@echo "[make] creating $(VENV) from requirements-lock.txt"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-lock.txt 2>&1 | $(PIPQUIET)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | $(PIPQUIET)
+	$(PY) -c "import torch, torchvision, papermill, jupyter_book, bnopt; print('[make] torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $@
+
+env: $(VENV)/.installed
+
+book: $(VENV)/.installed
+	$(PY) -m bnopt.build --profile $(PROFILE)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build _stage
+
+clean-runs:
+	rm -rf data/runs

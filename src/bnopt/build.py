@@ -1,0 +1,192 @@
+"""The book pipeline: execute every chapter with papermill into a staging tree, then build HTML.
+
+    python -m bnopt.build --profile quick          # what `make book` runs
+    python -m bnopt.build --profile paper --only training
+
+Parameters come from `book/params/<profile>.yaml` ({chapter: {parameter: value}}); each chapter has
+one cell tagged `parameters`. An unknown profile, chapter or parameter is an error. A chapter whose
+execution fails leaves no executed copy behind, so a stale notebook never reaches the book.
+Jupyter Book then builds the staging tree with its own execution off (`execute_notebooks: off`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .paths import repo_root
+from .progress import message
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads '1e-3' as a string; this loader reads it as the float it obviously is."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)$|^[-+]?(?:\d+\.\d*|\.\d+)$"),
+    list("-+0123456789."))
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.load(path.read_text(), Loader=_Loader) or {}
+
+
+def book_dir(root: Path) -> Path:
+    return root / "book"
+
+
+def profiles(root: Path) -> list[str]:
+    return sorted(p.stem for p in (book_dir(root) / "params").glob("*.yaml"))
+
+
+def toc_files(root: Path) -> list[str]:
+    """Every file named in _toc.yml, in order."""
+    toc = load_yaml(root / "_toc.yml")
+    out = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                out.append(e["file"])
+            walk(e.get("sections"))
+            for part in e.get("chapters", []) or []:
+                walk([part])
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return out
+
+
+def chapters(root: Path) -> list[Path]:
+    """The notebooks of the table of contents, in order."""
+    return [book_dir(root) / f"{f}.ipynb" for f in toc_files(root)
+            if (book_dir(root) / f"{f}.ipynb").exists()]
+
+
+def notebook_parameters(nb_path: Path) -> dict:
+    import papermill
+
+    return papermill.inspect_notebook(str(nb_path))
+
+
+def profile_parameters(root: Path, profile: str) -> dict[str, dict]:
+    """{chapter stem: {param: value}} for a profile, checked against the chapters' parameter cells."""
+    valid = profiles(root)
+    if profile not in valid:
+        raise BuildError(f"unknown profile {profile!r}; valid choices: {', '.join(valid)} "
+                         f"(files in {book_dir(root) / 'params'})")
+    params = load_yaml(book_dir(root) / "params" / f"{profile}.yaml")
+    nbs = {p.stem: p for p in chapters(root)}
+    unknown_ch = sorted(set(params) - set(nbs))
+    if unknown_ch:
+        raise BuildError(f"profile {profile!r} names chapters not in _toc.yml: {unknown_ch}; "
+                         f"chapters: {sorted(nbs)}")
+    for stem, values in params.items():
+        check_parameters(nbs[stem], values or {})
+    return {stem: params.get(stem) or {} for stem in nbs}
+
+
+def check_parameters(nb_path: Path, values: dict) -> None:
+    declared = notebook_parameters(nb_path)
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise BuildError(f"unknown parameter(s) {unknown} for chapter {nb_path.stem!r}; "
+                         f"its parameters: {sorted(declared)}")
+
+
+def execute_chapter(nb_path: Path, out_path: Path, parameters: dict, cwd: Path | None = None) -> float:
+    """Execute one chapter with papermill. On failure, delete the output (and raise)."""
+    import papermill
+
+    check_parameters(nb_path, parameters)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.stem}.executing.ipynb")
+    out_path.unlink(missing_ok=True)   # never leave the previous build's copy in place on failure
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(nb_path), str(tmp), parameters=parameters,
+                                   kernel_name="python3", progress_bar=False, log_output=False,
+                                   cwd=str(cwd or out_path.parent))
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"chapter {nb_path.stem!r} failed: {type(e).__name__}: "
+                         f"{str(e).strip()[-3000:]}") from None
+    os.replace(tmp, out_path)
+    return time.perf_counter() - t0
+
+
+def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = None) -> dict:
+    """Mirror book/ into the staging tree, executing the chapters. Returns {chapter: seconds}."""
+    params = profile_parameters(root, profile)
+    src = book_dir(root)
+    stage.mkdir(parents=True, exist_ok=True)
+    for f in src.rglob("*"):   # static pages, bibliography, images
+        rel = f.relative_to(src)
+        if f.is_file() and f.suffix != ".ipynb" and "params" not in rel.parts \
+                and ".ipynb_checkpoints" not in rel.parts:
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, stage / rel)
+    os.environ["BNOPT_PROGRESS"] = os.environ.get("BNOPT_PROGRESS", "terminal")
+    if os.environ.get("BNOPT_DATA", "").strip():   # kernels run in the stage: make the path absolute
+        os.environ["BNOPT_DATA"] = str(Path(os.environ["BNOPT_DATA"].strip()).expanduser().resolve())
+    timings = {}
+    for nb in chapters(root):
+        if only and nb.stem not in only:
+            if not (stage / nb.name).exists():
+                raise BuildError(f"--only skips {nb.stem!r}, but the stage has no executed copy of it")
+            continue
+        message(f"executing chapter {nb.stem} (profile {profile}, parameters {params[nb.stem]})")
+        timings[nb.stem] = execute_chapter(nb, stage / nb.name, params[nb.stem], cwd=stage)
+        message(f"chapter {nb.stem} done in {timings[nb.stem]:.0f}s")
+    return timings
+
+
+def build_html(root: Path, stage: Path) -> None:
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb if jb.exists() else "jupyter-book"), "build", str(stage),
+           "--config", str(root / "_config.yml"), "--toc", str(root / "_toc.yml"),
+           "--path-output", str(root), "-W", "-n", "--keep-going"]
+    message("building HTML: " + " ".join(cmd))
+    if subprocess.run(cmd, cwd=root).returncode != 0:
+        raise BuildError("jupyter-book build failed (warnings are errors: see the log above)")
+
+
+def main(argv=None) -> int:
+    root = repo_root() or Path.cwd()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="quick", help=f"one of: {', '.join(profiles(root))}")
+    ap.add_argument("--stage", default=str(root / "_stage"), help="folder for executed notebooks")
+    ap.add_argument("--only", nargs="*", help="execute only these chapters (others must be staged)")
+    ap.add_argument("--no-html", action="store_true", help="execute chapters, skip jupyter-book")
+    a = ap.parse_args(argv)
+    try:
+        t0 = time.perf_counter()
+        timings = stage_book(root, Path(a.stage).resolve(), a.profile, a.only)
+        t1 = time.perf_counter()
+        if not a.no_html:
+            build_html(root, Path(a.stage).resolve())
+        t2 = time.perf_counter()
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    per = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
+    message(f"book done: chapters {t1 - t0:.0f}s ({per}); html {t2 - t1:.0f}s; "
+            f"open {root / '_build' / 'html' / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

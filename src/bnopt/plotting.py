@@ -1,0 +1,71 @@
+"""Figures shared by the chapters: curves with seed bands, and activation ridgelines."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+NORM_LABELS = {"none": "Standard", "batch": "Standard + BatchNorm"}
+
+
+def setup() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight", "axes.titlesize": "medium"})
+
+
+def label(norm: str, lr: float | None = None) -> str:
+    base = NORM_LABELS.get(norm, f"Standard + {norm}")
+    return base if lr is None else f"{base}, LR {lr:g}"
+
+
+def curve_band(ax, x, ys: np.ndarray, label: str | None = None, color=None, band: str = "minmax",
+               **kw):
+    """Mean over seeds (rows of ys) as a line; band = min..max over seeds ('minmax') or ±1 std."""
+    ys = np.atleast_2d(np.asarray(ys, dtype=float))
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(ys, axis=0) if ys.shape[0] > 1 else ys[0]
+        if band == "std":
+            s = np.nanstd(ys, axis=0)
+            lo, hi = mean - s, mean + s
+        else:
+            lo, hi = np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
+    (line,) = ax.plot(x, mean, label=label, color=color, **kw)
+    if ys.shape[0] > 1:
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    return line
+
+
+def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    v = values[np.isfinite(values)]
+    if len(v) < 2 or v.std() == 0:
+        return np.zeros_like(grid)
+    bw = 1.06 * v.std() * len(v) ** (-1 / 5)   # Silverman's rule
+    z = (grid[:, None] - v[None, :]) / bw
+    return np.exp(-0.5 * z * z).sum(1) / (len(v) * bw * np.sqrt(2 * np.pi))
+
+
+def ridgeline(ax, records: list[dict], layer: int, rows: int = 12, color="C0", overlap: float = 1.8,
+              clip: float = 0.005):
+    """Distribution of one sampled unit over training: one KDE per measured step, later steps lower.
+
+    records: the 'activations' probe's list of {'step', 'data': {layer: {'values', ...}}}.
+    """
+    picks = np.unique(np.linspace(0, len(records) - 1, min(rows, len(records))).round().astype(int))
+    chosen = [records[i] for i in picks]
+    allv = np.concatenate([np.asarray(r["data"][layer]["values"], dtype=float) for r in chosen])
+    allv = allv[np.isfinite(allv)]
+    lo, hi = np.quantile(allv, [clip, 1 - clip]) if len(allv) else (-1, 1)
+    pad = 0.05 * (hi - lo + 1e-12)
+    grid = np.linspace(lo - pad, hi + pad, 256)
+    dens = [_kde(np.asarray(r["data"][layer]["values"], dtype=float), grid) for r in chosen]
+    peak = max((d.max() for d in dens), default=1.0) or 1.0
+    cmap = sns.light_palette(color, n_colors=len(chosen) + 3)[3:]
+    for k, (r, d) in enumerate(zip(chosen, dens)):
+        base = -k
+        y = base + overlap * d / peak
+        ax.fill_between(grid, base, y, color=cmap[k], alpha=0.85, linewidth=0, zorder=2 * k)
+        ax.plot(grid, y, color="k", linewidth=0.5, zorder=2 * k + 1)
+    ax.set_yticks([-k for k in range(len(chosen))], [str(r["step"]) for r in chosen])
+    ax.set_ylabel("training step")
+    ax.grid(False)
+    return ax

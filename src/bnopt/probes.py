@@ -1,0 +1,134 @@
+"""Probes: measurements taken during training that must not change the training run.
+
+The training loop calls each probe every `every` steps, before that step's update, with a
+`ProbeContext` (the model, the step's batch, the optimizer, the loss). A probe returns a dict of
+numbers and tensors, stored under its name in the run's results.
+
+Contract: after a probe returns, parameters, buffers (BatchNorm running statistics), gradients and
+the RNG state are bit-identical to before. `isolated(model)` guarantees this by snapshot and copy-back
+(undoing `w -= eta*g` with `w += eta*g` is not exact in floating point), so a probe may freely run
+train-mode forward passes or move the weights inside it.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+PROBES: dict[str, type] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        if name in PROBES:
+            raise ValueError(f"probe {name!r} is already registered")
+        cls.name = name
+        PROBES[name] = cls
+        return cls
+    return deco
+
+
+def build_probe(name: str, model: nn.Module, **kwargs):
+    if name not in PROBES:
+        raise ValueError(f"unknown probe {name!r}; valid choices: {', '.join(sorted(PROBES))}")
+    return PROBES[name](model, **kwargs)
+
+
+@dataclass
+class ProbeContext:
+    step: int
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@contextlib.contextmanager
+def isolated(model: nn.Module):
+    """Run a block that may touch the model; restore parameters, buffers, grads, mode and RNG exactly."""
+    state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+    grads = {n: (None if p.grad is None else p.grad.detach().clone()) for n, p in model.named_parameters()}
+    modes = {m: m.training for m in model.modules()}
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        with torch.no_grad():
+            current = model.state_dict(keep_vars=True)
+            torch._foreach_copy_([current[k].data for k in state], list(state.values()))
+        for n, p in model.named_parameters():
+            p.grad = grads[n]
+        for m, training in modes.items():
+            m.training = training
+
+
+def model_state_equal(a: dict, b: dict) -> bool:
+    """Bit-identical comparison of two state dicts (tests and debug checks)."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@register("activations")
+class ActivationSampler:
+    """One fixed random unit (channel) per chosen layer: its values over the batch (and H, W).
+
+    For the ridgeline plots of Figs 1c, 2 and 6. Records, per layer, a fixed subsample of the unit's
+    values (`max_samples` positions chosen once) and the mean and (biased) variance over all of them.
+
+    where: 'pre_act' samples the output of the block's norm, i.e. the input of the ReLU (BN's output
+    after its affine, for BN nets) [choice: the paper says "activations" and no more]; 'post_act'
+    samples after the nonlinearity; 'layer' samples the raw conv/linear output before the norm.
+    """
+
+    WHERE = ("pre_act", "post_act", "layer")
+
+    def __init__(self, model: nn.Module, layers=(3, 11), where: str = "pre_act",
+                 max_samples: int = 2048, unit_seed: int = 0):
+        if where not in self.WHERE:
+            raise ValueError(f"unknown where={where!r}; valid choices: {', '.join(self.WHERE)}")
+        k = len(model.blocks)
+        bad = [i for i in layers if not 1 <= i <= k]
+        if bad:
+            raise ValueError(f"layers {bad} out of range: this model has blocks 1..{k}")
+        self.model, self.layers, self.where, self.max_samples = model, list(layers), where, max_samples
+        self.units = {}
+        for i in self.layers:
+            g = torch.Generator().manual_seed(unit_seed * 1000 + i)
+            n_units = model.blocks[i - 1].layer.weight.shape[0]
+            self.units[i] = int(torch.randint(n_units, (1,), generator=g))
+        self._positions = {}
+
+    def _module(self, i: int) -> nn.Module:
+        b = self.model.blocks[i - 1]
+        return {"pre_act": b.norm, "post_act": b.act, "layer": b.layer}[self.where]
+
+    def __call__(self, ctx: ProbeContext) -> dict:
+        captured = {}
+
+        def hook_for(i):
+            def hook(_module, _inputs, out):
+                captured[i] = out.detach()[:, self.units[i]].reshape(-1).float()
+            return hook
+
+        handles = [self._module(i).register_forward_hook(hook_for(i)) for i in self.layers]
+        try:
+            with isolated(self.model), torch.no_grad():
+                self.model(ctx.x)
+        finally:
+            for h in handles:
+                h.remove()
+        record = {}
+        for i, v in captured.items():
+            if i not in self._positions:
+                g = torch.Generator().manual_seed(i)
+                n = v.numel()
+                self._positions[i] = (torch.randperm(n, generator=g)[: self.max_samples].sort().values
+                                      if n > self.max_samples else torch.arange(n))
+            record[i] = {"values": v[self._positions[i].to(v.device)].cpu(),
+                         "mean": float(v.mean()), "var": float(v.var(unbiased=False)),
+                         "unit": self.units[i]}
+        return record

@@ -1,0 +1,54 @@
+"""Progress lines for long runs: shown where a person watches, silent in the built book.
+
+BNOPT_PROGRESS chooses where they go:
+  'auto' (default) : stderr (terminal or live notebook)
+  'terminal'       : the process's real stderr, bypassing the notebook: `make book` sets this, so a
+                     person watching the build sees progress while the executed notebooks stay clean
+  'off'            : nothing
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _stream():
+    mode = os.environ.get("BNOPT_PROGRESS", "auto").strip().lower()
+    if mode == "off":
+        return None
+    if mode == "terminal":
+        return sys.__stderr__
+    return sys.stderr
+
+
+class Progress:
+    """Prints a line at most every `interval` seconds, and one at the end."""
+
+    def __init__(self, label: str, total: int, interval: float = 10.0):
+        self.label, self.total, self.interval = label, total, interval
+        self.stream = _stream()
+        self.t0 = self.last = time.perf_counter()
+
+    def _emit(self, text: str) -> None:
+        if self.stream is not None:
+            print(f"[bnopt] {self.label}: {text}", file=self.stream, flush=True)
+
+    def update(self, done: int, **metrics: float) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - done) / max(rate, 1e-9)
+        extra = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        self._emit(f"{done}/{self.total} steps, {rate:.1f} steps/s, eta {eta:.0f}s {extra}")
+
+    def done(self, text: str) -> None:
+        self._emit(f"{text} ({time.perf_counter() - self.t0:.1f}s)")
+
+
+def message(text: str) -> None:
+    stream = _stream()
+    if stream is not None:
+        print(f"[bnopt] {text}", file=stream, flush=True)

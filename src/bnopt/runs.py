@@ -1,0 +1,62 @@
+"""`run(config)`: a cached training run. `run_seeds(config, seeds)`: the same config over seeds.
+
+The cache key covers the full RunConfig (model, normalization, data, optimizer, steps, seed, probes
+and their cadence, precision, cache version) plus the fingerprint of the data's pixels, so the
+JPEG copy and the canonical CIFAR-10 never share an entry.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .cache import RunCache, git_commit, library_versions
+from .config import RunConfig, canonical_json
+from .data import Task, prepare
+from .progress import message
+from .train import resolve_device, train
+
+_TASKS: dict[str, Task] = {}   # data already on a device, per process
+
+
+def get_task(cfg: RunConfig, device: torch.device) -> Task:
+    k = canonical_json([cfg.data.__dict__, str(device)])
+    if k not in _TASKS:
+        _TASKS.clear()         # keep one dataset resident at a time
+        _TASKS[k] = prepare(cfg.data, device)
+    return _TASKS[k]
+
+
+def describe(cfg: RunConfig) -> str:
+    m, o = cfg.model, cfg.optim
+    size = f"w{m.width:g}" if m.arch != "dln" else f"d{m.depth}"
+    return f"{m.arch}-{size} norm={m.norm} lr={o.lr:g} seed={cfg.seed}"
+
+
+def run(cfg: RunConfig, *, device: str | torch.device | None = None, force: bool = False,
+        cache: RunCache | None = None) -> dict:
+    """Return the run's result from the cache, or train it and cache it. result['meta'] holds its
+    provenance (config key, git commit, versions, device, wall time, whether it came from cache)."""
+    device = resolve_device(device)
+    cache = cache or RunCache()
+    task = get_task(cfg, device)
+    material = {"config": cfg.to_dict(), "data_fingerprint": task.fingerprint}
+    key = cache.key(material)
+    if not force:
+        hit = cache.load(key)
+        if hit is not None:
+            hit["meta"]["from_cache"] = True
+            return hit
+    message(f"training {describe(cfg)} [{key}] on {device}")
+    t0 = time.time()
+    result = train(cfg, task=task, device=device, label=describe(cfg))
+    meta = {"git_commit": git_commit(), "versions": library_versions(), "device": result["device"],
+            "device_name": result["device_name"], "wall_time_s": result["wall_time_s"],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
+            "description": describe(cfg)}
+    result["meta"] = {**cache.save(key, material, result, meta), "from_cache": False}
+    return result
+
+
+def run_seeds(cfg: RunConfig, seeds, **kwargs) -> list[dict]:
+    return [run(cfg.replace(seed=int(s)), **kwargs) for s in seeds]

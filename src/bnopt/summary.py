@@ -1,0 +1,67 @@
+"""Aggregating runs over seeds: curves with spread, final metrics, steps to a threshold."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def smooth(x, window: int) -> np.ndarray:
+    """Trailing moving average over the last axis (NaN-aware; the first points average what exists)."""
+    x = np.asarray(x, dtype=float)
+    if window <= 1:
+        return x
+    valid = np.isfinite(x)
+    c = np.cumsum(np.where(valid, x, 0.0), axis=-1)
+    n = np.cumsum(valid, axis=-1)
+    c = np.concatenate([np.zeros_like(c[..., :1]), c], axis=-1)
+    n = np.concatenate([np.zeros_like(n[..., :1]), n], axis=-1)
+    idx = np.arange(1, x.shape[-1] + 1)
+    lo = np.maximum(idx - window, 0)
+    num, den = c[..., idx] - c[..., lo], n[..., idx] - n[..., lo]
+    out = np.where(den > 0, num / np.maximum(den, 1), np.nan)
+    return np.where(valid, out, np.nan)   # diverged tails stay NaN
+
+
+def stack(results: list[dict], key: str) -> np.ndarray:
+    """(seeds, steps) array of a per-step metric ('train_loss', 'train_acc')."""
+    return np.stack([np.asarray(r[key], dtype=float) for r in results])
+
+
+def eval_curve(results: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, (seeds, points)) of an eval metric; seeds that stopped early are NaN-padded."""
+    steps = max((np.asarray(r["evals"].get("step", [])) for r in results), key=len)
+    out = np.full((len(results), len(steps)), np.nan)
+    for i, r in enumerate(results):
+        v = np.asarray(r["evals"].get(metric, []), dtype=float)
+        out[i, : len(v)] = v
+    return steps, out
+
+
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean and sample std (ddof=1; 0 for one value) of the finite values, and how many there were."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def final_eval(result: dict, metric: str) -> float:
+    """The metric at the last evaluation of a run that did not diverge, else NaN."""
+    v = result["evals"].get(metric)
+    if result["diverged"] or v is None or len(v) == 0:
+        return math.nan
+    return float(v[-1])
+
+
+def steps_to_threshold(curve, threshold: float) -> int | None:
+    """First step (1-based count of steps taken) at which the curve reaches the threshold, or None."""
+    hit = np.nonzero(np.asarray(curve) >= threshold)[0]
+    return int(hit[0]) + 1 if len(hit) else None
+
+
+def pm(mean: float, std: float, digits: int = 1, scale: float = 1.0) -> str:
+    """'m ± s' for prose; 'n/a' when there is no value."""
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"

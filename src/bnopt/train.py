@@ -1,0 +1,171 @@
+"""The training loop: plain SGD at a fixed learning rate, per-step metrics, probes, divergence as a result.
+
+`train(cfg)` runs one configuration and returns a result dict of tensors and numbers (what the run
+cache stores). A run whose loss becomes non-finite or blows up stops there and is recorded as
+diverged, never raised: at LR 0.5 the paper's network without BN does not train, and the book shows it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from .config import OptimConfig, RunConfig
+from .data import BatchSampler, Split, Task, prepare
+from .models import build_model
+from .probes import ProbeContext, build_probe
+from .progress import Progress
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def half_sse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1/2 * sum of squared errors over the whole batch (TF's l2_loss; the paper's DLN scale)."""
+    return 0.5 * (out - target).pow(2).sum()
+
+
+LOSSES = {"cross_entropy": F.cross_entropy, "half_sse": half_sse}
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Explicit device, else BNOPT_DEVICE, else CUDA when available, else CPU."""
+    device = device or os.environ.get("BNOPT_DEVICE", "").strip() or None
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def set_precision(precision: str, device: torch.device):
+    """Set matmul/conv precision flags for the run; returns the autocast context for forward passes."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid choices: {', '.join(PRECISIONS)}")
+    if device.type == "cuda":
+        tf32 = precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        if precision == "bf16":
+            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext
+
+
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, split: Split, loss_fn, chunk: int = 1000) -> dict:
+    """Loss and accuracy over a split in eval mode (BN uses its running statistics)."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(split), chunk):
+        idx = slice(start, start + chunk)
+        out = model(split.inputs(idx)).float()
+        y = split.y[idx]
+        total_loss += float(F.cross_entropy(out, y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+    model.train(was_training)
+    n = len(split)
+    return {"loss": total_loss / n, "acc": correct / n}
+
+
+def _first_bad(losses: torch.Tensor, limit: float) -> int:
+    """Index of the first non-finite or over-limit loss in a window, or -1."""
+    bad = ~torch.isfinite(losses) | (losses > limit)
+    return int(bad.nonzero()[0]) if bool(bad.any()) else -1
+
+
+def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device | None = None,
+          label: str = "run") -> dict:
+    device = resolve_device(device)
+    autocast = set_precision(cfg.precision, device)
+    steps = cfg.optim.steps
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device)
+    task = task if task is not None else prepare(cfg.data, device)
+    loss_fn = LOSSES[task.loss]
+    classify = task.loss == "cross_entropy"
+    opt = make_optimizer(model, cfg.optim)
+    sampler = BatchSampler(len(task.train), cfg.optim.batch_size, seed=cfg.seed,
+                           augment=cfg.data.augment)
+    probes = [(spec, build_probe(spec.name, model, **spec.kwargs)) for spec in cfg.probes]
+    probe_records = {spec.name: [] for spec, _ in probes}
+
+    losses = torch.full((steps,), math.nan, device=device)
+    accs = torch.full((steps,), math.nan, device=device) if classify else None
+    evals: dict[str, list] = {"step": []}
+    check_every = 1 if device.type == "cpu" else 16   # CUDA: check in windows, avoid a sync per step
+    limit, checked, diverged_at = math.inf, 0, -1
+    progress = Progress(label, steps)
+
+    def run_evals(step: int) -> None:
+        if not task.evals:
+            return
+        evals["step"].append(step)
+        for name, split in task.evals.items():
+            for metric, value in evaluate(model, split, loss_fn).items():
+                evals.setdefault(f"{name}_{metric}", []).append(value)
+
+    t0 = time.perf_counter()
+    model.train()
+    for t in range(steps):
+        x, y = sampler.batch(task.train)
+        for spec, probe in probes:
+            if t % spec.every == 0:
+                ctx = ProbeContext(t, model, x, y, opt, loss_fn)
+                probe_records[spec.name].append({"step": t, "data": probe(ctx)})
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            out = model(x)
+        loss = loss_fn(out.float(), y)
+        loss.backward()
+        opt.step()
+        losses[t] = loss.detach()
+        if classify:
+            accs[t] = (out.detach().argmax(1) == y).float().mean()
+        if t == 0:
+            limit = cfg.divergence_factor * max(float(losses[0]), 1.0)
+        if (t + 1 - checked) >= check_every or t + 1 == steps:
+            bad = _first_bad(losses[checked: t + 1], limit)
+            if bad >= 0:
+                diverged_at = checked + bad
+                break
+            checked = t + 1
+        if cfg.eval_every and (t + 1) % cfg.eval_every == 0 and t + 1 < steps:
+            run_evals(t + 1)
+        progress.update(t + 1, loss=float(losses[t]))
+
+    if diverged_at >= 0:
+        keep = [i for i, s in enumerate(evals["step"]) if s <= diverged_at]
+        evals = {k: [v[i] for i in keep] for k, v in evals.items()}
+        losses[diverged_at:] = math.nan
+        if classify:
+            accs[diverged_at:] = math.nan
+        progress.done(f"diverged at step {diverged_at}")
+    else:
+        run_evals(steps)
+        progress.done("done")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    return {
+        "steps": steps,
+        "steps_done": diverged_at if diverged_at >= 0 else steps,
+        "diverged": diverged_at >= 0,
+        "diverged_at": diverged_at,
+        "train_loss": losses.cpu(),
+        "train_acc": accs.cpu() if classify else None,
+        "evals": {k: torch.tensor(v, dtype=torch.float64) for k, v in evals.items()},
+        "probes": probe_records,
+        "wall_time_s": wall,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "num_params": sum(p.numel() for p in model.parameters()),
+    }
