@@ -11,6 +11,8 @@ Jupyter Book then builds the staging tree with its own execution off (`execute_n
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import os
 import re
 import shutil
@@ -77,9 +79,28 @@ def chapters(root: Path) -> list[Path]:
 
 
 def notebook_parameters(nb_path: Path) -> dict:
-    import papermill
+    """{name: default} of the chapter's one cell tagged 'parameters' (NAME = literal lines only).
 
-    return papermill.inspect_notebook(str(nb_path))
+    Parsed with `ast`, not papermill's line regex (which drops a parameter whose comment has '=').
+    """
+    nb = json.loads(Path(nb_path).read_text())
+    cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise BuildError(f"{nb_path}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+    src = cells[0]["source"]
+    src = "".join(src) if isinstance(src, list) else src
+    params = {}
+    for node in ast.parse(src).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
+            node.target if isinstance(node, ast.AnnAssign) else None
+        if not isinstance(target, ast.Name) or node.value is None:
+            raise BuildError(f"{nb_path}: the parameters cell may hold only `name = literal` lines; "
+                             f"line {node.lineno} is not one")
+        try:
+            params[target.id] = ast.literal_eval(node.value)
+        except ValueError:
+            raise BuildError(f"{nb_path}: parameter {target.id!r} (line {node.lineno}) is not a literal") from None
+    return params
 
 
 def profile_parameters(root: Path, profile: str) -> dict[str, dict]:

@@ -1,0 +1,103 @@
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from bnopt import build as B
+from bnopt.paths import repo_root
+
+ROOT = repo_root()
+CHAPTERS = B.chapters(ROOT)
+
+
+def test_toc_lists_chapters():
+    assert [p.stem for p in CHAPTERS][:1] == ["training"] or "training" in [p.stem for p in CHAPTERS]
+    for f in B.toc_files(ROOT):
+        assert (ROOT / "book" / f"{f}.md").exists() or (ROOT / "book" / f"{f}.ipynb").exists(), f
+
+
+@pytest.mark.parametrize("nb_path", CHAPTERS, ids=lambda p: p.stem)
+def test_committed_notebook_is_clean(nb_path):
+    nb = json.loads(nb_path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs committed"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    nbformat.validate(nbformat.reads(nb_path.read_text(), as_version=4))
+
+
+@pytest.mark.parametrize("nb_path", CHAPTERS, ids=lambda p: p.stem)
+def test_parameters_cell_fully_parsed(nb_path):
+    """Every assignment in the parameters cell is a parameter (papermill's own parser can drop some)."""
+    import ast
+    nb = json.loads(nb_path.read_text())
+    (cell,) = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    src = "".join(cell["source"])
+    names = [n.targets[0].id for n in ast.parse(src).body]
+    assert list(B.notebook_parameters(nb_path)) == names
+    import papermill
+    assert set(papermill.inspect_notebook(str(nb_path))) == set(names), "papermill cannot parse a line"
+
+
+@pytest.mark.parametrize("profile", B.profiles(ROOT))
+def test_every_profile_is_valid(profile):
+    params = B.profile_parameters(ROOT, profile)
+    assert set(params) == {p.stem for p in CHAPTERS}
+
+
+def test_profiles_exist():
+    assert {"quick", "paper", "tiny"} <= set(B.profiles(ROOT))
+
+
+def test_unknown_profile_names_the_choices():
+    with pytest.raises(B.BuildError, match="unknown profile 'fast'; valid choices: .*quick"):
+        B.profile_parameters(ROOT, "fast")
+
+
+def test_yaml_reads_exponents_as_floats(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_text("a: 1e-3\nb: 2.5E+2\nc: 0.1\nd: 10\ne: [1e-6, 1e-7]\nf: hello\n")
+    d = B.load_yaml(p)
+    assert d == {"a": 1e-3, "b": 250.0, "c": 0.1, "d": 10, "e": [1e-6, 1e-7], "f": "hello"}
+    assert isinstance(d["d"], int)
+
+
+def _write_nb(path: Path, cells):
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _params_cell(src):
+    c = nbformat.v4.new_code_cell(src)
+    c.metadata["tags"] = ["parameters"]
+    return c
+
+
+def test_unknown_parameter_is_an_error(tmp_path):
+    nb = _write_nb(tmp_path / "ch.ipynb", [_params_cell("alpha = 1  # a = b")])
+    assert B.notebook_parameters(nb) == {"alpha": 1}
+    with pytest.raises(B.BuildError, match=r"unknown parameter\(s\) \['alhpa'\].*\['alpha'\]"):
+        B.execute_chapter(nb, tmp_path / "out" / "ch.ipynb", {"alhpa": 2})
+
+
+def test_parameters_cell_must_be_literals(tmp_path):
+    nb = _write_nb(tmp_path / "ch.ipynb", [_params_cell("import os\nalpha = 1")])
+    with pytest.raises(B.BuildError, match="only `name = literal`"):
+        B.notebook_parameters(nb)
+
+
+@pytest.mark.slow
+def test_failing_chapter_leaves_no_executed_copy(tmp_path):
+    nb = _write_nb(tmp_path / "ch.ipynb", [_params_cell("fail = True"),
+                                           nbformat.v4.new_code_cell("assert not fail, 'boom'")])
+    out = tmp_path / "stage" / "ch.ipynb"
+    B.execute_chapter(nb, out, {"fail": False})
+    assert out.exists()
+    with pytest.raises(B.BuildError, match="boom"):
+        B.execute_chapter(nb, out, {"fail": True})
+    assert not out.exists() and list(out.parent.iterdir()) == []

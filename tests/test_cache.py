@@ -1,0 +1,103 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+import bnopt
+from bnopt import runs
+from bnopt.cache import RunCache
+from bnopt.config import CACHE_VERSION, RunConfig, config_hash, dln_config
+
+
+def small_dln(**changes):
+    return dln_config(**{"optim.steps": 5, **changes})
+
+
+def test_miss_then_hit(home, monkeypatch):
+    first = bnopt.run(small_dln(), device="cpu")
+    assert first["meta"]["from_cache"] is False
+    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("trained although cached"))
+    second = bnopt.run(small_dln(), device="cpu")
+    assert second["meta"]["from_cache"] is True
+    assert torch.equal(first["train_loss"], second["train_loss"])
+
+
+def test_entry_records_provenance(home):
+    r = bnopt.run(small_dln(), device="cpu")
+    d = home / "runs" / r["meta"]["key"]
+    meta = json.loads((d / "meta.json").read_text())
+    cfg = json.loads((d / "config.json").read_text())
+    assert set(meta) >= {"git_commit", "versions", "device", "wall_time_s", "created", "result_sha256"}
+    assert meta["versions"]["torch"] == torch.__version__
+    assert RunConfig.from_dict(cfg["config"]) == small_dln()
+    assert "data_fingerprint" in cfg
+    assert not [p for p in (home / "runs").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_seeds_are_separate_entries(home):
+    rs = bnopt.run_seeds(small_dln(), [0, 1, 2])
+    assert len({r["meta"]["key"] for r in rs}) == 3
+    assert len(RunCache().entries()) == 3
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete_meta", "bad_json"])
+def test_corrupt_entry_is_detected_and_recomputed(home, damage):
+    r = bnopt.run(small_dln(), device="cpu")
+    d = home / "runs" / r["meta"]["key"]
+    if damage == "truncate":
+        blob = (d / "result.pt").read_bytes()
+        (d / "result.pt").write_bytes(blob[: len(blob) // 2])
+    elif damage == "delete_meta":
+        (d / "meta.json").unlink()
+    else:
+        (d / "config.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = bnopt.run(small_dln(), device="cpu")
+    assert again["meta"]["from_cache"] is False
+    assert torch.equal(again["train_loss"], r["train_loss"])
+    assert bnopt.run(small_dln(), device="cpu")["meta"]["from_cache"] is True
+
+
+def test_failed_write_leaves_no_partial_entry(home, monkeypatch):
+    cache = RunCache()
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr("bnopt.cache.json.dumps", boom)
+    with pytest.raises(OSError):
+        cache.save("abc", {"x": 1}, {"train_loss": torch.zeros(2)}, {})
+    assert list(cache.root.iterdir()) == []
+
+
+def test_key_covers_every_field():
+    base = RunConfig()
+    k0 = config_hash(base.to_dict())
+    changes = {"model.norm": "batch", "model.width": 0.5, "model.norm_kwargs": {"eps": 1e-3},
+               "data.augment": True, "data.train_subset": 100, "optim.lr": 0.5, "optim.steps": 10,
+               "optim.momentum": 0.9, "optim.weight_decay": 5e-4, "optim.batch_size": 64, "seed": 1,
+               "eval_every": 100, "precision": "tf32", "cache_version": CACHE_VERSION + 1,
+               "probes": [{"name": "activations", "every": 50, "kwargs": {}}]}
+    keys = {k0}
+    for field, value in changes.items():
+        keys.add(config_hash(base.replace(**{field: value}).to_dict()))
+    assert len(keys) == len(changes) + 1
+    probes_every = {config_hash(base.replace(probes=[{"name": "activations", "every": e}]).to_dict())
+                    for e in (50, 100)}
+    assert len(probes_every) == 2
+
+
+def test_key_is_stable():
+    """The key of a fixed config must not drift: if this fails, results of existing configs changed
+    meaning, so bump CACHE_VERSION (and update the expected value) on purpose."""
+    d = RunConfig().to_dict()
+    shuffled = json.loads(json.dumps(d, sort_keys=False))
+    assert config_hash(shuffled) == config_hash(d)
+    assert config_hash(RunConfig().replace(**{"optim.lr": 1e-1}).to_dict()) == config_hash(d)
+    assert config_hash(d) == "3b52e540f330e8b9"
+
+
+def test_replace_rejects_unknown_fields():
+    with pytest.raises(KeyError, match="valid here"):
+        RunConfig().replace(**{"optim.learning_rate": 0.1})
+    with pytest.raises(KeyError, match="sections"):
+        RunConfig().replace(**{"trainer.lr": 0.1})

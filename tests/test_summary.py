@@ -1,0 +1,35 @@
+import math
+
+import numpy as np
+
+from bnopt import summary as S
+
+
+def test_smooth_matches_naive_trailing_mean():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 50))
+    out = S.smooth(x, 7)
+    for t in range(50):
+        assert np.allclose(out[:, t], x[:, max(0, t - 6): t + 1].mean(1))
+
+
+def test_smooth_keeps_nan_tail():
+    x = np.array([1.0, 2.0, 3.0, np.nan, np.nan])
+    assert np.allclose(S.smooth(x, 2)[:3], [1, 1.5, 2.5]) and np.isnan(S.smooth(x, 2)[3:]).all()
+
+
+def test_steps_to_threshold_and_mean_std():
+    assert S.steps_to_threshold([0.1, 0.4, 0.6, 0.2], 0.5) == 3
+    assert S.steps_to_threshold([0.1, 0.2], 0.5) is None
+    m, s, n = S.mean_std([1.0, 3.0, None, float("nan")])
+    assert (m, n) == (2.0, 2) and math.isclose(s, math.sqrt(2))
+    assert S.mean_std([5.0]) == (5.0, 0.0, 1)
+    assert S.pm(0.8312, 0.0041, 1, 100) == "83.1 ± 0.4" and S.pm(float("nan"), 0) == "n/a"
+
+
+def test_eval_curve_pads_runs_that_stopped():
+    a = {"evals": {"step": [10, 20, 30], "test_acc": [0.1, 0.2, 0.3]}, "diverged": False}
+    b = {"evals": {"step": [10], "test_acc": [0.5]}, "diverged": True}
+    steps, ys = S.eval_curve([a, b], "test_acc")
+    assert list(steps) == [10, 20, 30] and np.isnan(ys[1, 1:]).all() and ys[1, 0] == 0.5
+    assert S.final_eval(a, "test_acc") == 0.3 and math.isnan(S.final_eval(b, "test_acc"))
