@@ -75,7 +75,7 @@ def test_key_covers_every_field():
     changes = {"model.norm": "batch", "model.width": 0.5, "model.norm_kwargs": {"eps": 1e-3},
                "data.augment": True, "data.train_subset": 100, "optim.lr": 0.5, "optim.steps": 10,
                "optim.momentum": 0.9, "optim.weight_decay": 5e-4, "optim.batch_size": 64, "seed": 1,
-               "eval_every": 100, "precision": "tf32", "cache_version": CACHE_VERSION + 1,
+               "eval_every": 100, "precision": "tf32", "save_state": True, "cache_version": CACHE_VERSION + 1,
                "probes": [{"name": "activations", "every": 50, "kwargs": {}}]}
     keys = {k0}
     for field, value in changes.items():
@@ -93,7 +93,7 @@ def test_key_is_stable():
     shuffled = json.loads(json.dumps(d, sort_keys=False))
     assert config_hash(shuffled) == config_hash(d)
     assert config_hash(RunConfig().replace(**{"optim.lr": 1e-1}).to_dict()) == config_hash(d)
-    assert config_hash(d) == "3b52e540f330e8b9"
+    assert config_hash(d) == "a9f61686a5af1bf7"
 
 
 def test_replace_rejects_unknown_fields():

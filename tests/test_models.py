@@ -77,7 +77,7 @@ def test_glorot_uniform_init():
         bound = math.sqrt(6 / (fan_in + fan_out))
         assert float(w.abs().max()) <= bound
         assert abs(float(w.var()) - bound ** 2 / 3) < 0.15 * bound ** 2 / 3   # Var U(-b, b) = b^2/3
-        assert float(layer.bias.abs().max()) == 0
+        assert float(layer.bias.detach().abs().max()) == 0
 
 
 def test_dln_is_the_matrix_product():

@@ -67,6 +67,7 @@ class RunConfig:
     eval_every: int = 500        # steps between test-set evaluations (the last step is always evaluated)
     divergence_factor: float = 1e4   # diverged when loss > factor * max(initial loss, 1), or non-finite
     precision: str = "fp32"      # 'fp32' | 'tf32' (CUDA matmul/conv in TF32) | 'bf16' (CUDA autocast)
+    save_state: bool = False     # keep the final weights and buffers (state_dict) in the result
     cache_version: int = CACHE_VERSION
 
     def to_dict(self) -> dict:

@@ -33,7 +33,19 @@ def training_grid(arch: str, width: float, steps: int, batch_size: int, lrs, nor
     return {(norm, lr): base.replace(**{"model.norm": norm, "optim.lr": lr}) for norm in norms for lr in lrs}
 
 
-GRIDS = {"training": training_grid}
+def bn_math_grid(arch: str, width: float, steps: int, batch_size: int, lr: float, probe_every: int,
+                 eval_every: int, precision: str = "fp32", **_unused) -> dict[str, RunConfig]:
+    """The BN-math chapter: a VGG with and without BN whose final weights are kept (for the theorem
+    checks on trained layers) and whose per-unit sigma_j is recorded over training."""
+    base = vgg_config(**{
+        "model.arch": arch, "model.width": width, "optim.steps": steps, "optim.batch_size": batch_size,
+        "optim.lr": lr, "eval_every": eval_every, "data.eval_train_subset": 0, "precision": precision,
+        "save_state": True, "probes": [ProbeSpec("unit_std", every=probe_every)],
+    })
+    return {norm: base.replace(**{"model.norm": norm}) for norm in ("none", "batch")}
+
+
+GRIDS = {"training": training_grid, "bn_math": bn_math_grid}
 
 
 def run_grid(grid: dict, seeds) -> dict:

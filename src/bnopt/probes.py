@@ -132,3 +132,35 @@ class ActivationSampler:
                          "mean": float(v.mean()), "var": float(v.var(unbiased=False)),
                          "unit": self.units[i]}
         return record
+
+
+@register("unit_std")
+class UnitStd:
+    """Per-unit standard deviation sigma_j of every block's weight-layer output (the pre-norm,
+    pre-activation values) over the batch and spatial positions, for every layer; and the BN scale
+    gamma_j where the block has one. sigma_j is the quantity Theorem 4.1's gamma/sigma_j factor
+    rests on ("large and uncontrolled" in networks without BN, says the paper)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __call__(self, ctx: ProbeContext) -> dict:
+        captured = {}
+        handles = [b.layer.register_forward_hook(
+            lambda _m, _i, out, k=k: captured.__setitem__(k, out.detach()))
+            for k, b in enumerate(self.model.blocks, start=1)]
+        try:
+            with isolated(self.model), torch.no_grad():
+                self.model(ctx.x)
+        finally:
+            for h in handles:
+                h.remove()
+        record = {}
+        for k, out in captured.items():
+            units = out.transpose(0, 1).reshape(out.shape[1], -1)
+            rec = {"sigma": units.float().std(1, unbiased=False).cpu()}
+            norm = self.model.blocks[k - 1].norm
+            if getattr(norm, "weight", None) is not None:
+                rec["gamma"] = norm.weight.detach().float().cpu().clone()
+            record[k] = rec
+        return record

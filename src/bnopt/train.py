@@ -168,4 +168,6 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "num_params": sum(p.numel() for p in model.parameters()),
+        "state_dict": ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                       if cfg.save_state else None),
     }

@@ -1,0 +1,206 @@
+"""Known-answer tests of BatchNorm and of the Section 4 identities (float64)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bnopt import bnmath, curvature
+from bnopt.config import ModelConfig, ProbeSpec
+from bnopt.models import build_model
+from bnopt.probes import ProbeContext, UnitStd, model_state_equal
+
+D = torch.float64
+
+
+@pytest.mark.parametrize("shape", [(32, 4), (6, 3, 5, 5)])
+def test_batch_norm_matches_torch_and_gradcheck(shape):
+    torch.manual_seed(0)
+    x = (torch.randn(shape, dtype=D) * 2 - 1).requires_grad_()
+    g = torch.rand(shape[1], dtype=D).add(0.5).requires_grad_()
+    b = torch.randn(shape[1], dtype=D).requires_grad_()
+    ours = bnmath.batch_norm(x, g, b, eps=1e-5)
+    ref = F.batch_norm(x, None, None, g, b, training=True, eps=1e-5)
+    assert torch.allclose(ours, ref, atol=1e-12)
+    w = torch.randn(shape, dtype=D)
+    for a, c in zip(torch.autograd.grad((ours * w).sum(), [x, g, b]), torch.autograd.grad((ref * w).sum(), [x, g, b])):
+        assert torch.allclose(a, c, atol=1e-11)
+    assert torch.autograd.gradcheck(lambda *t: bnmath.batch_norm(*t, eps=1e-5), (x, g, b))
+
+
+def test_running_statistics_and_eval_mode_match_torch():
+    torch.manual_seed(1)
+    x = torch.randn(16, 3, 4, 4, dtype=D) * 3 + 2
+    g, b = torch.rand(3, dtype=D) + 0.5, torch.randn(3, dtype=D)
+    rm, rv, rm2, rv2 = torch.zeros(3, dtype=D), torch.ones(3, dtype=D), torch.zeros(3, dtype=D), torch.ones(3, dtype=D)
+    for _ in range(3):
+        bnmath.batch_norm(x, g, b, rm, rv, training=True, momentum=0.2)
+        F.batch_norm(x, rm2, rv2, g, b, training=True, momentum=0.2)
+    assert torch.allclose(rm, rm2, atol=1e-13) and torch.allclose(rv, rv2, atol=1e-13)
+    assert torch.allclose(bnmath.batch_norm(x, g, b, rm, rv, training=False),
+                          F.batch_norm(x, rm2, rv2, g, b, training=False), atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 9), c=st.integers(1, 4), spatial=st.sampled_from([0, 1, 2]),
+       scale=st.floats(1e-2, 1e2), shift=st.floats(-50, 50), seed=st.integers(0, 10_000))
+def test_batch_norm_property(n, c, spatial, scale, shift, seed):
+    """Over random shapes and magnitudes: forward and hand-written backward equal PyTorch's, each
+    output channel has mean beta and (biased) std about |gamma|, and the input gradient sums to zero."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (n, c, *([3] * spatial))
+    x = (torch.randn(shape, generator=gen, dtype=D) * scale + shift).requires_grad_()
+    g = torch.randn(c, generator=gen, dtype=D).requires_grad_()
+    b = torch.randn(c, generator=gen, dtype=D).requires_grad_()
+    w = torch.randn(shape, generator=gen, dtype=D)
+    eps = 1e-5
+    ours = bnmath.batch_norm(x, g, b, eps=eps)
+    ref = F.batch_norm(x, None, None, g, b, training=True, eps=eps)
+    assert torch.allclose(ours, ref, atol=1e-9, rtol=1e-9)
+    ga = torch.autograd.grad((ours * w).sum(), [x, g, b])
+    gr = torch.autograd.grad((ref * w).sum(), [x, g, b])
+    for a, r in zip(ga, gr):
+        assert torch.allclose(a, r, atol=1e-8 * (1 + float(r.abs().max())), rtol=1e-7)
+    dims = [0, *range(2, x.dim())]
+    bd, gd, xd = b.detach(), g.detach(), x.detach()
+    assert torch.allclose(ours.detach().mean(dims), bd, atol=1e-9 * (1 + float(bd.abs().max())))
+    var = xd.var(dims, unbiased=False)
+    expected_std = gd.abs() * torch.sqrt(var / (var + eps))
+    assert torch.allclose(ours.detach().std(dims, unbiased=False), expected_std, rtol=1e-6, atol=1e-9)
+    assert torch.allclose(ga[0].sum(dims), torch.zeros(c, dtype=D), atol=1e-7 * (1 + float(ga[0].abs().max())))
+
+
+def _bn_net(seed=0):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(arch="vgg11", width=0.125, norm="batch")).double().train()
+
+
+def _batch(n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 32, 32, generator=g, dtype=D), torch.randint(10, (n,), generator=g)
+
+
+def test_theorem41_identity_holds_with_one_over_m():
+    net = _bn_net()
+    x, y = _batch()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    for layer in (1, 4, 8):
+        lg = bnmath.layer_gradients(net, layer, x, y, eps=0.0)
+        d = bnmath.theorem41(lg)
+        assert torch.allclose(d["lhs"], d["rhs_exact"], rtol=1e-9, atol=1e-300)
+    assert model_state_equal(before, net.state_dict())
+
+
+def test_theorem41_gradient_equals_projected_downstream_gradient():
+    """dL^/dy = (gamma / sigma) Pi g: the closed form of Fact C.2, unit by unit."""
+    net = _bn_net(1)
+    x, y = _batch(seed=1)
+    lg = bnmath.layer_gradients(net, 2, x, y, eps=0.0)
+    pi_g = lg.g - lg.g.mean(0) - lg.yhat * (lg.g * lg.yhat).mean(0)
+    assert torch.allclose(lg.grad_y, lg.gamma / lg.sigma * pi_g, atol=1e-12)
+
+
+def test_printed_theorem41_fails_on_the_counterexample():
+    net = _bn_net()
+    x, y = _batch()
+    lg = bnmath.layer_gradients(net, 1, x, y, eps=0.0)
+    lg.g = 0.3 * lg.yhat                                     # g proportional to yhat: Pi g = 0
+    lg.grad_y = lg.gamma / lg.sigma * (lg.g - lg.g.mean(0) - lg.yhat * (lg.g * lg.yhat).mean(0))
+    d = bnmath.theorem41(lg)
+    assert float(d["lhs"].abs().max()) < 1e-20
+    assert bool((d["rhs_printed"] < 0).all())                # printed: 0 <= negative, false
+    m = lg.m
+    expected = lg.gamma ** 2 / lg.sigma ** 2 * lg.g.pow(2).sum(0) * (1 - math.sqrt(m))
+    assert torch.allclose(d["rhs_printed"], expected, rtol=1e-9)
+
+
+def test_theorem42_first_statement_is_an_equality():
+    net = _bn_net(2)
+    x, y = _batch(4, seed=2)
+    r = bnmath.theorem42(net, 3, x, y, units=[0, 5], eps=0.0)
+    assert torch.allclose(r["lhs"], r["rhs"], rtol=1e-8, atol=1e-14)
+    assert len(r["uHu"]) == 2
+
+
+def test_theorem44_corrected_form_and_rank_one_maximiser():
+    net = _bn_net(3)
+    x, y = _batch(seed=3)
+    lg = bnmath.layer_gradients(net, 8, x, y, eps=0.0)
+    d = bnmath.theorem44(lg, lam=3.0)
+    assert torch.allclose(d["lhs"], d["rhs_corrected"], rtol=1e-9)
+    v = lg.grad_y[:, 0]
+    X = 3.0 * torch.outer(v / v.norm(), torch.eye(5, dtype=D)[0])
+    assert math.isclose(float(torch.linalg.matrix_norm(X, ord=2)), 3.0, rel_tol=1e-12)
+    assert math.isclose(float((X.T @ v).pow(2).sum()), 9.0 * float(v.pow(2).sum()), rel_tol=1e-12)
+
+
+def test_lemma45_identity_and_one_neuron_counterexample():
+    g = torch.Generator().manual_seed(0)
+    w0, ws = torch.randn(7, generator=g, dtype=D), torch.randn(7, generator=g, dtype=D)
+    r = bnmath.lemma45_gap(w0, ws)
+    assert math.isclose(r["lhs"], r["rhs"], rel_tol=1e-12)
+    X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=D)
+    t = torch.tensor([1.0, 3.0, 2.0], dtype=D)
+    standard, bn = bnmath.one_neuron_losses(X, t)
+    w_star = torch.linalg.lstsq(X, t.unsqueeze(1)).solution.squeeze(1)
+    assert torch.allclose(w_star, torch.tensor([1 / 3, 7 / 3], dtype=D))     # by hand: (X^T X)^-1 X^T t
+    w = w_star.clone().requires_grad_()
+    (gs,) = torch.autograd.grad(standard(w), w)
+    assert float(gs.norm()) < 1e-12
+    for gamma in torch.linspace(-3, 3, 13, dtype=D):            # no (gamma, beta) makes W* stationary
+        for beta in torch.linspace(-3, 3, 13, dtype=D):
+            (gb,) = torch.autograd.grad(bn(w, gamma, beta), w)
+            assert float(gb.norm()) > 1e-3 or abs(float(gamma)) < 1e-12
+    # BN loss is scale invariant in w, so no k W* is stationary either
+    assert math.isclose(float(bn(5 * w_star, 1.0, 2.0)), float(bn(w_star, 1.0, 2.0)), rel_tol=1e-12)
+
+
+def test_hvp_matches_float64_central_differences_on_a_smooth_net():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+    x, y = torch.randn(10, 4, dtype=D), torch.randint(3, (10,))
+    params = list(net.parameters())
+    v = [torch.randn_like(p) for p in params]
+    hv = curvature.hvp(lambda: F.cross_entropy(net(x), y), params, v)
+
+    def grad_at(shift):
+        with torch.no_grad():
+            for p, d in zip(params, v):
+                p.add_(shift * d)
+        g = torch.autograd.grad(F.cross_entropy(net(x), y), params)
+        with torch.no_grad():
+            for p, d in zip(params, v):
+                p.sub_(shift * d)
+        return g
+
+    h = 1e-5
+    fd = [(a - b) / (2 * h) for a, b in zip(grad_at(h), grad_at(-h))]
+    for a, b in zip(hv, fd):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_model_hvp_is_explicit_about_mode_and_restores_state():
+    net = _bn_net(4)
+    x, y = _batch(4, seed=4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    v = [torch.randn_like(p) for p in net.parameters()]
+    train_hv = curvature.model_hvp(net, x, y, F.cross_entropy, v, train_mode=True)
+    eval_hv = curvature.model_hvp(net, x, y, F.cross_entropy, v, train_mode=False)
+    assert model_state_equal(before, net.state_dict()) and net.training
+    assert not all(torch.allclose(a, b) for a, b in zip(train_hv, eval_hv))   # different landscapes
+
+
+def test_unit_std_probe_matches_manual_and_restores():
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(arch="vgg11", width=0.125, norm="batch")).train()
+    x = torch.randn(8, 3, 32, 32)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rec = UnitStd(net)(ProbeContext(0, net, x, None, None, None))
+    assert model_state_equal(before, net.state_dict())
+    out = net.blocks[0].layer(x)
+    manual = out.detach().transpose(0, 1).reshape(out.shape[1], -1).std(1, unbiased=False)
+    assert torch.allclose(rec[1]["sigma"], manual, atol=1e-6)
+    assert set(rec) == set(range(1, 9)) and torch.equal(rec[3]["gamma"], net.blocks[2].norm.weight.detach())
+    assert ProbeSpec("unit_std").name == "unit_std"
