@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .probes import isolated
+from .probes import isolated, per_unit
 
 
 def _dims(x: torch.Tensor) -> list[int]:
@@ -107,8 +107,8 @@ class LayerGradients:
 
 
 def _as_units(t: torch.Tensor) -> torch.Tensor:
-    """(N, C, *spatial) -> (N * prod(spatial), C)."""
-    return t.transpose(0, 1).reshape(t.shape[1], -1).T
+    """(N, C, *spatial) -> (N * prod(spatial), C): a column per unit."""
+    return per_unit(t).T
 
 
 class _ReplaceNorm:

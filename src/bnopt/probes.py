@@ -67,6 +67,26 @@ def isolated(model: nn.Module):
             m.training = training
 
 
+def capture_outputs(model: nn.Module, modules: dict, x: torch.Tensor) -> dict:
+    """{key: output} of the given submodules ({key: module}) in one forward pass of x, in the model's
+    current mode, with the model isolated (its state is left bit-identical)."""
+    captured = {}
+    handles = [m.register_forward_hook(lambda _m, _i, out, k=k: captured.__setitem__(k, out.detach()))
+               for k, m in modules.items()]
+    try:
+        with isolated(model), torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return captured
+
+
+def per_unit(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, *spatial) -> (C, N * prod(spatial)): each row holds one unit's values."""
+    return t.transpose(0, 1).reshape(t.shape[1], -1)
+
+
 def model_state_equal(a: dict, b: dict) -> bool:
     """Bit-identical comparison of two state dicts (tests and debug checks)."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -107,22 +127,10 @@ class ActivationSampler:
         return {"pre_act": b.norm, "post_act": b.act, "layer": b.layer}[self.where]
 
     def __call__(self, ctx: ProbeContext) -> dict:
-        captured = {}
-
-        def hook_for(i):
-            def hook(_module, _inputs, out):
-                captured[i] = out.detach()[:, self.units[i]].reshape(-1).float()
-            return hook
-
-        handles = [self._module(i).register_forward_hook(hook_for(i)) for i in self.layers]
-        try:
-            with isolated(self.model), torch.no_grad():
-                self.model(ctx.x)
-        finally:
-            for h in handles:
-                h.remove()
+        outs = capture_outputs(self.model, {i: self._module(i) for i in self.layers}, ctx.x)
         record = {}
-        for i, v in captured.items():
+        for i, out in outs.items():
+            v = out[:, self.units[i]].reshape(-1).float()
             if i not in self._positions:
                 g = torch.Generator().manual_seed(i)
                 n = v.numel()
@@ -145,20 +153,10 @@ class UnitStd:
         self.model = model
 
     def __call__(self, ctx: ProbeContext) -> dict:
-        captured = {}
-        handles = [b.layer.register_forward_hook(
-            lambda _m, _i, out, k=k: captured.__setitem__(k, out.detach()))
-            for k, b in enumerate(self.model.blocks, start=1)]
-        try:
-            with isolated(self.model), torch.no_grad():
-                self.model(ctx.x)
-        finally:
-            for h in handles:
-                h.remove()
+        layers = {k: b.layer for k, b in enumerate(self.model.blocks, start=1)}
         record = {}
-        for k, out in captured.items():
-            units = out.transpose(0, 1).reshape(out.shape[1], -1)
-            rec = {"sigma": units.float().std(1, unbiased=False).cpu()}
+        for k, out in capture_outputs(self.model, layers, ctx.x).items():
+            rec = {"sigma": per_unit(out).float().std(1, unbiased=False).cpu()}
             norm = self.model.blocks[k - 1].norm
             if getattr(norm, "weight", None) is not None:
                 rec["gamma"] = norm.weight.detach().float().cpu().clone()
