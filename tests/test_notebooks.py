@@ -9,16 +9,24 @@ from bnopt.paths import repo_root
 ROOT = repo_root()
 
 
+def _outputs(nb_path):
+    nb = json.loads(nb_path.read_text())
+    return [o for c in nb["cells"] for o in c.get("outputs", [])]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("nb_path", B.chapters(ROOT), ids=lambda p: p.stem)
-def test_chapter_executes_at_tiny_profile(nb_path, tiny_data, tmp_path, monkeypatch):
-    params = B.profile_parameters(ROOT, "tiny")[nb_path.stem]
-    out = tmp_path / "stage" / nb_path.name
-    B.execute_chapter(nb_path, out, params, cwd=tmp_path)
-    nb = json.loads(out.read_text())
-    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert errors == []
-    glued = [o for c in nb["cells"] for o in c.get("outputs", [])
-             if "application/papermill.record+json" in o.get("data", {}) or
-             o.get("metadata", {}).get("scrapbook")]
-    assert glued, "the chapter glued no values for the text"
+def test_every_chapter_executes_at_tiny_profile(tiny_data, tmp_path, monkeypatch, capfd):
+    """The build's staging step, as `make book` runs it: every chapter executes, glues values for
+    its text, and training progress reaches the terminal but not the book."""
+    monkeypatch.delenv("BNOPT_PROGRESS", raising=False)
+    stage = tmp_path / "stage"
+    timings = B.stage_book(ROOT, stage, "tiny")
+    assert set(timings) == {p.stem for p in B.chapters(ROOT)}
+    for nb_path in B.chapters(ROOT):
+        outs = _outputs(stage / nb_path.name)
+        assert [o for o in outs if o.get("output_type") == "error"] == []
+        assert any(o.get("metadata", {}).get("scrapbook") for o in outs), f"{nb_path.stem} glued nothing"
+        streams = "".join("".join(o.get("text", "")) for o in outs if o.get("output_type") == "stream")
+        assert "[bnopt]" not in streams, f"progress leaked into {nb_path.stem}"
+        assert "Warning" not in streams, f"a warning is printed in {nb_path.stem}: {streams[:300]}"
+    assert "[bnopt] training" in capfd.readouterr().err

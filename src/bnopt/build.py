@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -160,19 +162,52 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
                 and ".ipynb_checkpoints" not in rel.parts:
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, stage / rel)
-    os.environ["BNOPT_PROGRESS"] = os.environ.get("BNOPT_PROGRESS", "terminal")
     if os.environ.get("BNOPT_DATA", "").strip():   # kernels run in the stage: make the path absolute
         os.environ["BNOPT_DATA"] = str(Path(os.environ["BNOPT_DATA"].strip()).expanduser().resolve())
     timings = {}
-    for nb in chapters(root):
-        if only and nb.stem not in only:
-            if not (stage / nb.name).exists():
-                raise BuildError(f"--only skips {nb.stem!r}, but the stage has no executed copy of it")
-            continue
-        message(f"executing chapter {nb.stem} (profile {profile}, parameters {params[nb.stem]})")
-        timings[nb.stem] = execute_chapter(nb, stage / nb.name, params[nb.stem], cwd=stage)
-        message(f"chapter {nb.stem} done in {timings[nb.stem]:.0f}s")
+    with _progress_relay(stage / ".progress.log"):
+        for nb in chapters(root):
+            if only and nb.stem not in only:
+                if not (stage / nb.name).exists():
+                    raise BuildError(f"--only skips {nb.stem!r}, but the stage has no executed copy of it")
+                continue
+            message(f"executing chapter {nb.stem} (profile {profile}, parameters {params[nb.stem]})")
+            timings[nb.stem] = execute_chapter(nb, stage / nb.name, params[nb.stem], cwd=stage)
+            message(f"chapter {nb.stem} done in {timings[nb.stem]:.0f}s")
     return timings
+
+
+@contextlib.contextmanager
+def _progress_relay(log: Path):
+    """Chapter kernels write progress to `log` (BNOPT_PROGRESS=file:...); a thread copies new lines
+    to this process's stderr. An explicit BNOPT_PROGRESS from the caller is left alone."""
+    if "BNOPT_PROGRESS" in os.environ:
+        yield
+        return
+    log.write_text("")
+    os.environ["BNOPT_PROGRESS"] = f"file:{log}"
+    stop = threading.Event()
+
+    def relay():
+        with open(log) as f:
+            while True:
+                line = f.readline()
+                if line:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+                elif stop.is_set():
+                    return
+                else:
+                    time.sleep(0.5)
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        del os.environ["BNOPT_PROGRESS"]
 
 
 def build_html(root: Path, stage: Path) -> None:

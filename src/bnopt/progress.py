@@ -2,8 +2,10 @@
 
 BNOPT_PROGRESS chooses where they go:
   'auto' (default) : stderr (terminal or live notebook)
-  'terminal'       : the process's real stderr, bypassing the notebook: `make book` sets this, so a
-                     person watching the build sees progress while the executed notebooks stay clean
+  'file:PATH'      : appended to PATH. `make book` sets this for the chapter kernels and relays the
+                     file to its own terminal, so a person watching the build sees progress while
+                     the executed notebooks stay clean. (ipykernel captures the kernel's file
+                     descriptor 2 too, so writing to sys.__stderr__ would still land in the book.)
   'off'            : nothing
 """
 from __future__ import annotations
@@ -13,12 +15,18 @@ import sys
 import time
 
 
+_FILES: dict = {}
+
+
 def _stream():
-    mode = os.environ.get("BNOPT_PROGRESS", "auto").strip().lower()
-    if mode == "off":
+    mode = os.environ.get("BNOPT_PROGRESS", "auto").strip()
+    if mode.lower() == "off":
         return None
-    if mode == "terminal":
-        return sys.__stderr__
+    if mode.startswith("file:"):
+        path = mode[len("file:"):]
+        if path not in _FILES:
+            _FILES[path] = open(path, "a", buffering=1)
+        return _FILES[path]
     return sys.stderr
 
 
