@@ -45,10 +45,12 @@ def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 
 def ridgeline(ax, records: list[dict], layer: int, rows: int = 12, color="C0", overlap: float = 1.8,
-              clip: float = 0.005):
+              clip: float = 0.005, scale: str = "row"):
     """Distribution of one sampled unit over training: one KDE per measured step, later steps lower.
 
     records: the 'activations' probe's list of {'step', 'data': {layer: {'values', ...}}}.
+    scale: 'row' scales each density to its own peak (shapes comparable across steps, as in
+    TensorBoard histograms); 'global' uses one scale for all rows (heights comparable).
     """
     picks = np.unique(np.linspace(0, len(records) - 1, min(rows, len(records))).round().astype(int))
     chosen = [records[i] for i in picks]
@@ -58,10 +60,11 @@ def ridgeline(ax, records: list[dict], layer: int, rows: int = 12, color="C0", o
     pad = 0.05 * (hi - lo + 1e-12)
     grid = np.linspace(lo - pad, hi + pad, 256)
     dens = [_kde(np.asarray(r["data"][layer]["values"], dtype=float), grid) for r in chosen]
-    peak = max((d.max() for d in dens), default=1.0) or 1.0
+    top = max((d.max() for d in dens), default=1.0) or 1.0
     cmap = sns.light_palette(color, n_colors=len(chosen) + 3)[3:]
     for k, (r, d) in enumerate(zip(chosen, dens)):
         base = -k
+        peak = (d.max() or 1.0) if scale == "row" else top
         y = base + overlap * d / peak
         ax.fill_between(grid, base, y, color=cmap[k], alpha=0.85, linewidth=0, zorder=2 * k)
         ax.plot(grid, y, color="k", linewidth=0.5, zorder=2 * k + 1)
