@@ -6,9 +6,12 @@ One concept per module:
   train     the SGD loop, divergence as a result          probes    measurements during training
   cache     on-disk run cache keyed by config hash        runs      run(cfg), run_seeds(cfg, seeds)
   summary   aggregation over seeds                        plotting  shared figures
-  build     the book pipeline (papermill + jupyter-book)
+  bnmath    BN from first principles, Sec. 4 theorems    curvature HVPs, top Hessian eigenvalue
+  landscape loss/gradient along the step (Figs 4, 10, 11)    ics   Definition 2.1 as a probe
+  experiments  chapter grids as data, GPU CLI           build     the book pipeline
 """
 __version__ = "0.1.0"
 
 from .config import DataConfig, ModelConfig, OptimConfig, ProbeSpec, RunConfig, dln_config, vgg_config  # noqa: E402,F401
 from .runs import run, run_seeds  # noqa: E402,F401
+from . import curvature, ics, landscape  # noqa: E402,F401  (register their probes)

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from .paths import repo_root
-from .progress import message
+from .progress import close_files, message
 
 
 class BuildError(RuntimeError):
@@ -208,6 +208,7 @@ def _progress_relay(log: Path):
         stop.set()
         thread.join(timeout=5)
         del os.environ["BNOPT_PROGRESS"]
+        close_files()
 
 
 def build_html(root: Path, stage: Path) -> None:

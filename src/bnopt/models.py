@@ -50,6 +50,7 @@ class VGG(nn.Module):
         super().__init__()
         norm_kwargs = norm_kwargs or {}
         layers, blocks, c_in = [], [], 3
+        self._block_pos = []   # index in self.features of each block
         for item in layout:
             if item == "M":
                 layers.append(nn.MaxPool2d(2))
@@ -57,6 +58,7 @@ class VGG(nn.Module):
             c_out = max(1, int(round(item * width)))
             block = Block(nn.Conv2d(c_in, c_out, 3, padding=1, bias=conv_bias),
                           make_norm(norm, c_out, spatial=True, **norm_kwargs), nn.ReLU())
+            self._block_pos.append(len(layers))
             layers.append(block)
             blocks.append(block)
             c_in = c_out
@@ -73,6 +75,12 @@ class VGG(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x).flatten(1))
+
+    def forward_from(self, i: int, h):
+        """The network from block #i on (1-based), given block i's input h."""
+        for m in self.features[self._block_pos[i - 1]:]:
+            h = m(h)
+        return self.head(h.flatten(1))
 
 
 class DeepLinear(nn.Module):
@@ -94,9 +102,13 @@ class DeepLinear(nn.Module):
         glorot_init(self)
 
     def forward(self, x):
-        for b in self.blocks:
-            x = b(x)
-        return x
+        return self.forward_from(1, x)
+
+    def forward_from(self, i: int, h):
+        """The network from block #i on (1-based), given block i's input h."""
+        for b in self.blocks[i - 1:]:
+            h = b(h)
+        return h
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

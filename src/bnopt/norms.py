@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 NORMS: dict[str, Callable[..., nn.Module]] = {}
@@ -65,3 +66,46 @@ def _batch(num_features: int, spatial: bool, eps: float = 1e-5, momentum: float 
     """
     cls = nn.BatchNorm2d if spatial else nn.BatchNorm1d
     return _tag(cls(num_features, eps=eps, momentum=momentum, affine=affine))
+
+
+class NoisyNorm(nn.Module):
+    """A norm followed by the paper's "noisy BN" noise (App. A.2.1, Algorithm 1), in training only.
+
+    At every forward pass in training mode, per channel j: mu_j ~ U(-n_mu, n_mu) and
+    sigma_j ~ U(1, n_sigma); per element: m ~ U(mu_j - r_mu, mu_j + r_mu) and s ~ N(sigma_j, r_sigma)
+    (r_sigma read as the std) [choice]; then a <- s * a + m, applied to the inner norm's output (after
+    BN's affine) [choice]. The noise comes from torch's global RNG, so a probe that restores the RNG
+    state before a forward pass sees the same draw as the training step it measures.
+    """
+
+    def __init__(self, inner: nn.Module, n_mu: float = 0.5, n_sigma: float = 1.25, r_mu: float = 0.1,
+                 r_sigma: float = 0.1):
+        super().__init__()
+        self.inner = inner
+        self.n_mu, self.n_sigma, self.r_mu, self.r_sigma = n_mu, n_sigma, r_mu, r_sigma
+        self._bnopt_norm = getattr(inner, "_bnopt_norm", False)
+
+    def forward(self, x):
+        a = self.inner(x)
+        if not self.training:
+            return a
+        c, shape = a.shape[1], [1, a.shape[1], *([1] * (a.dim() - 2))]
+        mu = (torch.rand(c, device=a.device, dtype=a.dtype) * 2 - 1) * self.n_mu
+        sigma = 1 + torch.rand(c, device=a.device, dtype=a.dtype) * (self.n_sigma - 1)
+        m = mu.view(shape) + (torch.rand_like(a) * 2 - 1) * self.r_mu
+        s = sigma.view(shape) + torch.randn_like(a) * self.r_sigma
+        return s * a + m
+
+
+@register("noisy_batch")
+def _noisy_batch(num_features: int, spatial: bool, n_mu: float = 0.5, n_sigma: float = 1.25,
+                 r_mu: float = 0.1, r_sigma: float = 0.1, **bn_kwargs) -> nn.Module:
+    """BatchNorm, then the paper's noise (the paper's "Standard + Noisy BatchNorm")."""
+    return NoisyNorm(_batch(num_features, spatial, **bn_kwargs), n_mu, n_sigma, r_mu, r_sigma)
+
+
+@register("noise_only")
+def _noise_only(num_features: int, spatial: bool, n_mu: float = 0.5, n_sigma: float = 1.25,
+                r_mu: float = 0.1, r_sigma: float = 0.1) -> nn.Module:
+    """The same noise without BN: the control the paper mentions only in its text."""
+    return NoisyNorm(nn.Identity(), n_mu, n_sigma, r_mu, r_sigma)

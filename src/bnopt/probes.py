@@ -67,6 +67,11 @@ def isolated(model: nn.Module):
             m.training = training
 
 
+def full_precision(out: torch.Tensor) -> torch.Tensor:
+    """Network output as the loss should see it: bf16/fp16 (autocast) upcast to fp32, fp64 kept."""
+    return out if out.dtype in (torch.float32, torch.float64) else out.float()
+
+
 def capture_outputs(model: nn.Module, modules: dict, x: torch.Tensor) -> dict:
     """{key: output} of the given submodules ({key: module}) in one forward pass of x, in the model's
     current mode, with the model isolated (its state is left bit-identical)."""

@@ -56,6 +56,13 @@ class Progress:
         self._emit(f"{text} ({time.perf_counter() - self.t0:.1f}s)")
 
 
+def close_files() -> None:
+    """Close the 'file:' progress streams this process opened."""
+    for f in _FILES.values():
+        f.close()
+    _FILES.clear()
+
+
 def message(text: str) -> None:
     stream = _stream()
     if stream is not None:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .config import OptimConfig, RunConfig
 from .data import BatchSampler, Split, Task, prepare
 from .models import build_model
-from .probes import ProbeContext, build_probe
+from .probes import ProbeContext, build_probe, full_precision
 from .progress import Progress
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -124,7 +124,7 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
         opt.zero_grad(set_to_none=True)
         with autocast():
             out = model(x)
-        loss = loss_fn(out.float(), y)
+        loss = loss_fn(full_precision(out), y)
         loss.backward()
         opt.step()
         losses[t] = loss.detach()
