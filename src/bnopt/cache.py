@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .config import canonical_json, config_hash
+from .config import config_hash
 from .paths import data_home, repo_root
 
 
@@ -110,5 +110,3 @@ class RunCache:
     def entries(self) -> list[str]:
         return sorted(p.name for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))
 
-
-__all__ = ["RunCache", "canonical_json", "git_commit", "library_versions"]

@@ -245,7 +245,7 @@ class Task:
     full_batch: bool = False
 
 
-def prepare(cfg: DataConfig, device: torch.device | str = "cpu", seed: int = 0) -> Task:
+def prepare(cfg: DataConfig, device: torch.device | str = "cpu") -> Task:
     """Load the dataset named by cfg and put it on `device`."""
     device = torch.device(device)
     if cfg.dataset == "dln":

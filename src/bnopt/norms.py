@@ -41,16 +41,6 @@ def make_norm(name: str, num_features: int, spatial: bool, **kwargs) -> nn.Modul
     return NORMS[name](num_features, spatial, **kwargs)
 
 
-def is_norm_layer(module: nn.Module) -> bool:
-    """True for the modules make_norm returns for every name except 'none'."""
-    return getattr(module, "_bnopt_norm", False)
-
-
-def _tag(m: nn.Module) -> nn.Module:
-    m._bnopt_norm = True
-    return m
-
-
 @register("none")
 def _none(num_features: int, spatial: bool) -> nn.Module:
     return nn.Identity()
@@ -65,7 +55,7 @@ def _batch(num_features: int, spatial: bool, eps: float = 1e-5, momentum: float 
     i.e. momentum 0.01 in PyTorch's convention). affine=True: learnable gamma, beta.
     """
     cls = nn.BatchNorm2d if spatial else nn.BatchNorm1d
-    return _tag(cls(num_features, eps=eps, momentum=momentum, affine=affine))
+    return cls(num_features, eps=eps, momentum=momentum, affine=affine)
 
 
 class NoisyNorm(nn.Module):
@@ -83,7 +73,6 @@ class NoisyNorm(nn.Module):
         super().__init__()
         self.inner = inner
         self.n_mu, self.n_sigma, self.r_mu, self.r_sigma = n_mu, n_sigma, r_mu, r_sigma
-        self._bnopt_norm = getattr(inner, "_bnopt_norm", False)
 
     def forward(self, x):
         a = self.inner(x)
