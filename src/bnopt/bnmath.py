@@ -30,18 +30,23 @@ def _bshape(x: torch.Tensor) -> list[int]:
     return [1, x.shape[1], *([1] * (x.dim() - 2))]
 
 
+def _normalize(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (xhat, 1/sqrt(var + eps)) with the batch mean and *biased* variance (the paper's)."""
+    dims = _dims(x)
+    mean = x.mean(dims, keepdim=True)
+    inv_std = torch.rsqrt((x - mean).pow(2).mean(dims, keepdim=True) + eps)
+    return (x - mean) * inv_std, inv_std
+
+
 class _BatchNormTrain(torch.autograd.Function):
     """Training-mode BN with the backward pass of Fact C.1, per channel:
     dL/dx = gamma / (m sigma) * (m g - sum(g) - xhat * sum(g * xhat)),  g = dL/dz."""
 
     @staticmethod
     def forward(ctx, x, gamma, beta, eps):
-        dims, shape = _dims(x), _bshape(x)
-        mean = x.mean(dims, keepdim=True)
-        var = (x - mean).pow(2).mean(dims, keepdim=True)          # biased, as in the paper
-        inv_std = torch.rsqrt(var + eps)
-        xhat = (x - mean) * inv_std
+        xhat, inv_std = _normalize(x, eps)
         ctx.save_for_backward(xhat, inv_std, gamma)
+        shape = _bshape(x)
         return xhat * gamma.view(shape) + beta.view(shape)
 
     @staticmethod
@@ -82,10 +87,8 @@ def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
 def bn_autograd(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Training-mode BN from primitive ops: differentiable to any order (for Hessians), eps = 0 allowed
     (F.batch_norm refuses eps = 0 in training)."""
-    dims, shape = _dims(x), _bshape(x)
-    mean = x.mean(dims, keepdim=True)
-    var = (x - mean).pow(2).mean(dims, keepdim=True)
-    return (x - mean) / torch.sqrt(var + eps) * gamma.view(shape) + beta.view(shape)
+    shape = _bshape(x)
+    return _normalize(x, eps)[0] * gamma.view(shape) + beta.view(shape)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .probes import ProbeContext, full_precision, isolated, register
+from .probes import ProbeContext, RngSnapshot, full_precision, isolated, register
 
 
 def hvp(loss_fn, params: list[torch.Tensor], vec: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -41,9 +41,9 @@ def top_eigenvalue(model, x, y, loss, iters: int = 20, tol: float = 1e-4, train_
     eig, prev = 0.0, None
     with isolated(model):
         model.train(train_mode)
-        rng = torch.get_rng_state()
+        rng = RngSnapshot()
         for it in range(1, iters + 1):
-            torch.set_rng_state(rng)
+            rng.restore()
             hv = hvp(lambda: loss(model(x), y), params, v)
             eig = float(sum((a * b).sum() for a, b in zip(hv, v)))       # Rayleigh quotient
             norm = torch.sqrt(sum((h * h).sum() for h in hv))

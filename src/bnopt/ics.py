@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .probes import ProbeContext, full_precision, isolated, register
+from .probes import ProbeContext, RngSnapshot, full_precision, isolated, register
 
 
 def sgd_step_values(optimizer: torch.optim.Optimizer, grads: dict) -> dict:
@@ -63,7 +63,7 @@ class ICSProbe:
         weights = {i: model.blocks[i - 1].layer.weight for i in self.layers}
         with isolated(model):
             model.train()
-            rng = torch.get_rng_state()
+            rng = RngSnapshot()
             loss = ctx.loss_fn(full_precision(model(ctx.x)), ctx.y)
             grads = dict(zip(params, torch.autograd.grad(loss, params, allow_unused=True)))
             G = {i: grads[w].detach() for i, w in weights.items()}
@@ -75,7 +75,7 @@ class ICSProbe:
             try:
                 with torch.no_grad():
                     torch._foreach_copy_([p.data for p in new], list(new.values()))
-                    torch.set_rng_state(rng)
+                    rng.restore()
                     model(ctx.x)
                     torch._foreach_copy_([p.data for p in old], list(old.values()))
             finally:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .probes import ProbeContext, full_precision, isolated, register
+from .probes import ProbeContext, RngSnapshot, full_precision, isolated, register
 
 
 def flat_grad(model, loss) -> torch.Tensor:
@@ -53,12 +53,10 @@ class LandscapeProbe:
     def __call__(self, ctx: ProbeContext) -> dict:
         model = self.model
         with isolated(model):
-            rng = torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+            rng = RngSnapshot()
 
             def loss_and_grad():
-                torch.set_rng_state(rng[0])        # the same noise draw at every point
-                if rng[1] is not None:
-                    torch.cuda.set_rng_state_all(rng[1])
+                rng.restore()                      # the same noise draw at every point
                 loss = ctx.loss_fn(full_precision(model(ctx.x)), ctx.y)
                 return loss.detach(), flat_grad(model, loss)
 

@@ -92,6 +92,20 @@ def per_unit(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(0, 1).reshape(t.shape[1], -1)
 
 
+class RngSnapshot:
+    """The global CPU and CUDA RNG states at construction; `restore()` rewinds to them, so every
+    forward pass that follows draws the same in-network noise (noisy BN) as the training step."""
+
+    def __init__(self):
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
 def model_state_equal(a: dict, b: dict) -> bool:
     """Bit-identical comparison of two state dicts (tests and debug checks)."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -42,11 +42,14 @@ class Progress:
         if self.stream is not None:
             print(f"[bnopt] {self.label}: {text}", file=self.stream, flush=True)
 
-    def update(self, done: int, **metrics: float) -> None:
+    def update(self, done: int, metrics=None) -> None:
+        """metrics: a callable returning {name: value}, called only when a line is printed (so a
+        caller on a GPU does not synchronise the device every step just to report progress)."""
         now = time.perf_counter()
         if now - self.last < self.interval:
             return
         self.last = now
+        metrics = metrics() if metrics is not None else {}
         rate = done / max(now - self.t0, 1e-9)
         eta = (self.total - done) / max(rate, 1e-9)
         extra = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())

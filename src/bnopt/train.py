@@ -140,7 +140,7 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
             checked = t + 1
         if cfg.eval_every and (t + 1) % cfg.eval_every == 0 and t + 1 < steps:
             run_evals(t + 1)
-        progress.update(t + 1, loss=float(losses[t]))
+        progress.update(t + 1, lambda t=t: {"loss": float(losses[t])})
 
     if diverged_at >= 0:
         keep = [i for i, s in enumerate(evals["step"]) if s <= diverged_at]
