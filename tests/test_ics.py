@@ -31,6 +31,13 @@ def test_linear_chain_matches_hand_computation():
     G3p = grads(W1n, W2n, W3)[2]
     expected = [0.0, float((G2 - G2p).norm()), float((G3 - G3p).norm())]
     assert torch.allclose(rec["l2"], torch.tensor(expected, dtype=D), rtol=1e-10, atol=1e-14)
+    assert torch.allclose(rec["g_norm"], torch.stack([G1.norm(), G2.norm(), G3.norm()]), rtol=1e-12)
+    # distributional shift of layer 3's input when layers 1 and 2 take their step: by hand
+    h, hn = W2 @ W1 @ X, W2n @ W1n @ X
+    m, mn, s, sn = h.mean(1), hn.mean(1), h.std(1, unbiased=False), hn.std(1, unbiased=False)
+    w2 = (((mn - m) ** 2 + (sn - s) ** 2).sqrt() / s).mean()
+    assert float(rec["shift"][0]) == 0.0 and abs(float(rec["shift"][2]) - float(w2)) < 1e-12
+    assert torch.allclose(rec["in_mean"][2].double(), m.float().double()) and rec["in_var"][2].shape == (2,)
     cos3 = float((G3 * G3p).sum() / (G3.norm() * G3p.norm()))
     assert abs(float(rec["cos"][2]) - cos3) < 1e-12 and float(rec["cos"][0]) == pytest.approx(1.0)
 
@@ -94,3 +101,20 @@ def test_ics_probe_does_not_change_training():
     assert torch.equal(plain["train_loss"], probed["train_loss"])
     recs = probed["probes"]["ics"]
     assert [r["step"] for r in recs] == [0, 2, 4] and float(recs[0]["data"]["l2"][0]) == 0.0
+
+
+def test_noisy_bn_suffix_passes_see_the_steps_noise_draw():
+    """With the same noise draw in every pass, layer 1's G' equals G exactly, also in a noisy-BN net;
+    and G equals the gradient of the training step itself."""
+    torch.manual_seed(4)
+    net = build_model(ModelConfig(arch="vgg11", width=0.125, norm="noisy_batch")).double().train()
+    x, y = torch.randn(6, 3, 32, 32, dtype=D), torch.randint(10, (6,))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    loss_fn = torch.nn.functional.cross_entropy
+    rng = torch.get_rng_state()
+    rec = ICSProbe(net, layers=[1, 3])(ProbeContext(0, net, x, y, opt, loss_fn))
+    assert torch.equal(rng, torch.get_rng_state())
+    assert float(rec["l2"][0]) == 0.0 and float(rec["cos"][0]) == pytest.approx(1.0)
+    w3 = net.blocks[2].layer.weight
+    (g3,) = torch.autograd.grad(loss_fn(net(x), y), w3)   # the step's own forward: the same noise draw
+    assert abs(float(g3.norm()) - float(rec["g_norm"][1])) < 1e-12 * float(g3.norm())

@@ -33,3 +33,21 @@ def test_eval_curve_pads_runs_that_stopped():
     steps, ys = S.eval_curve([a, b], "test_acc")
     assert list(steps) == [10, 20, 30] and np.isnan(ys[1, 1:]).all() and ys[1, 0] == 0.5
     assert S.final_eval(a, "test_acc") == 0.3 and math.isnan(S.final_eval(b, "test_acc"))
+
+
+def test_probe_series_pads_runs_that_stopped_and_picks_layers():
+    from bnopt.summary import at_layer, probe_series
+
+    rec = lambda s, v: {"step": s, "data": {"layers": [5, 10], "l2": [v, 10 * v]}}
+    a = {"probes": {"ics": [rec(0, 1.0), rec(50, 2.0), rec(100, 3.0)]}}
+    b = {"probes": {"ics": [rec(0, 4.0)]}}
+    steps, v = probe_series([a, b], "ics", at_layer("l2", 10))
+    assert list(steps) == [0, 50, 100]
+    assert v[0].tolist() == [10.0, 20.0, 30.0] and v[1, 0] == 40.0 and np.isnan(v[1, 1:]).all()
+
+
+def test_pm_g_formats_mean_and_sample_std():
+    from bnopt.report import pm_g
+
+    assert pm_g([1.0, 2.0, 3.0]) == "2 ± 1"
+    assert pm_g([float("nan")]) == "n/a" and pm_g([0.5]) == "0.5 ± 0"

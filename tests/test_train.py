@@ -111,6 +111,19 @@ def test_probes_do_not_change_the_training_run(tiny_data):
     assert set(recs[0]["data"]) == {1, 8}
 
 
+@pytest.mark.parametrize("norm", ["batch", "noisy_batch"])
+def test_the_book_probes_do_not_change_the_training_run(tiny_data, norm):
+    """Every probe the book puts on its runs (experiments.book_probes), on a BN and a noisy-BN net:
+    the loss trajectory is bit-identical with and without them."""
+    from bnopt.experiments import VGG_ETAS, book_probes
+
+    plain = train(tiny_vgg(steps=6, norm=norm))
+    probed = train(tiny_vgg(steps=6, norm=norm, probes=book_probes(2, 3, [1, 8], VGG_ETAS)))
+    assert torch.equal(plain["train_loss"], probed["train_loss"])
+    assert set(probed["probes"]) == {"activations", "ics", "landscape", "sharpness"}
+    assert [r["step"] for r in probed["probes"]["sharpness"]] == [0, 3]
+
+
 def test_a_misbehaving_probe_is_caught_by_the_state_check():
     """The contract test itself: a probe that forgets to restore is detectable."""
     m, x, y = _bn_model_and_batch()

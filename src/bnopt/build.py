@@ -112,6 +112,8 @@ def profile_parameters(root: Path, profile: str) -> dict[str, dict]:
         raise BuildError(f"unknown profile {profile!r}; valid choices: {', '.join(valid)} "
                          f"(files in {book_dir(root) / 'params'})")
     params = load_yaml(book_dir(root) / "params" / f"{profile}.yaml")
+    # Top-level keys starting with '_' only hold YAML anchors (values several chapters share).
+    params = {k: v for k, v in params.items() if not str(k).startswith("_")}
     nbs = {p.stem: p for p in chapters(root)}
     unknown_ch = sorted(set(params) - set(nbs))
     if unknown_ch:

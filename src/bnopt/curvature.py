@@ -28,43 +28,75 @@ def model_hvp(model, x, y, loss, vec: list[torch.Tensor], train_mode: bool = Tru
         return hvp(lambda: loss(model(x), y), params, vec)
 
 
-def top_eigenvalue(model, x, y, loss, iters: int = 20, tol: float = 1e-4, train_mode: bool = True,
-                   seed: int = 0) -> tuple[float, int]:
-    """Largest-magnitude Hessian eigenvalue of loss(model(x), y) w.r.t. all parameters, by power
-    iteration on Hessian-vector products (BN in the stated mode; the RNG is reset before every HVP so
-    in-network noise is the same draw throughout). Returns (eigenvalue, iterations used)."""
+def _flat(vs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([v.reshape(-1) for v in vs])
+
+
+def _unflat(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [c.view_as(p) for c, p in zip(torch.split(flat, [p.numel() for p in like]), like)]
+
+
+def hessian_extremes(model, x, y, loss, iters: int = 20, train_mode: bool = True, seed: int = 0,
+                     tol: float = 1e-6) -> dict:
+    """Largest and smallest (algebraic) Hessian eigenvalues of loss(model(x), y) w.r.t. all parameters,
+    by Lanczos with full reorthogonalisation on Hessian-vector products (BN in the stated mode; the RNG
+    is reset before every HVP, so in-network noise is the same draw throughout).
+
+    Lanczos, unlike power iteration, returns the top of the spectrum even when a negative eigenvalue
+    is larger in magnitude, and converges faster for the same number of HVPs. The Ritz values bound
+    the spectrum from inside: top <= lambda_max and bottom >= lambda_min.
+    Returns {'top', 'bottom', 'iters'}; stops early when the Krylov space is exhausted.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     gen = torch.Generator().manual_seed(seed)
-    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device) for p in params]
-    norm = torch.sqrt(sum((u * u).sum() for u in v))
-    v = [u / norm for u in v]
-    eig, prev = 0.0, None
+    q = torch.randn(sum(p.numel() for p in params), generator=gen, dtype=torch.float64)
+    dtype, device = params[0].dtype, params[0].device
+    q = (q / q.norm()).to(device)
+    basis, alphas, betas = [], [], []
     with isolated(model):
         model.train(train_mode)
         rng = RngSnapshot()
         for it in range(1, iters + 1):
+            basis.append(q)
             rng.restore()
-            hv = hvp(lambda: loss(model(x), y), params, v)
-            eig = float(sum((a * b).sum() for a, b in zip(hv, v)))       # Rayleigh quotient
-            norm = torch.sqrt(sum((h * h).sum() for h in hv))
-            if float(norm) == 0.0:
-                return 0.0, it
-            v = [h / norm for h in hv]
-            if prev is not None and abs(eig - prev) <= tol * max(abs(eig), 1e-12):
-                return eig, it
-            prev = eig
-    return eig, iters
+            hq = hvp(lambda: loss(model(x), y), params, _unflat(q.to(dtype), params))
+            w = _flat(hq).detach().double()
+            alpha = float(w @ q)
+            alphas.append(alpha)
+            for b in basis:                                   # full reorthogonalisation (twice is enough)
+                w = w - (w @ b) * b
+            for b in basis:
+                w = w - (w @ b) * b
+            beta = float(w.norm())
+            scale = max(abs(a) for a in alphas) or 1.0
+            if beta <= tol * scale or it == iters:
+                break
+            betas.append(beta)
+            q = w / beta
+    k = len(alphas)
+    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if k > 1:
+        off = torch.tensor(betas[: k - 1], dtype=torch.float64)
+        t = t + torch.diag(off, 1) + torch.diag(off, -1)
+    ritz = torch.linalg.eigvalsh(t)
+    return {"top": float(ritz[-1]), "bottom": float(ritz[0]), "iters": k}
+
+
+def top_eigenvalue(model, x, y, loss, iters: int = 20, train_mode: bool = True, seed: int = 0) -> tuple[float, int]:
+    """Largest (algebraic) Hessian eigenvalue by Lanczos; returns (eigenvalue, HVPs used)."""
+    r = hessian_extremes(model, x, y, loss, iters, train_mode, seed)
+    return r["top"], r["iters"]
 
 
 @register("sharpness")
 class SharpnessProbe:
-    """Top Hessian eigenvalue of the minibatch loss at the current step (training-mode BN), to
-    compare with the edge-of-stability level 2 / lr (Cohen et al. 2021)."""
+    """Top and bottom Hessian eigenvalues of the minibatch loss at the current step (training-mode BN,
+    Lanczos with `iters` HVPs), to compare with the edge-of-stability level 2 / lr (Cohen et al. 2021)."""
 
-    def __init__(self, model, iters: int = 20, tol: float = 1e-3):
-        self.model, self.iters, self.tol = model, iters, tol
+    def __init__(self, model, iters: int = 20):
+        self.model, self.iters = model, iters
 
     def __call__(self, ctx: ProbeContext) -> dict:
-        eig, used = top_eigenvalue(self.model, ctx.x, ctx.y, lambda o, t: ctx.loss_fn(full_precision(o), t),
-                                   self.iters, self.tol, seed=ctx.step)
-        return {"top_eig": eig, "iters": used}
+        r = hessian_extremes(self.model, ctx.x, ctx.y, lambda o, t: ctx.loss_fn(full_precision(o), t),
+                             self.iters, seed=ctx.step)
+        return {"top_eig": r["top"], "min_eig": r["bottom"], "iters": r["iters"]}

@@ -17,24 +17,109 @@ import subprocess
 import sys
 import time
 
-from .config import ProbeSpec, RunConfig, vgg_config
-from .runs import run_seeds
+from .config import ProbeSpec, RunConfig, canonical_json, dln_config, vgg_config
+from .runs import run
 
 
-def training_grid(arch: str, width: float, steps: int, batch_size: int, lrs, norms, eval_every: int,
-                  eval_train_subset: int, probe_every: int, ridge_layers, precision: str = "fp32",
-                  **_unused) -> dict[tuple, RunConfig]:
-    """Figure 1: VGG with each normalization at each learning rate, sampling activations."""
-    base = vgg_config(**{
+# The probes every run of the book carries, so that the chapters share runs: the Fig. 1 runs at LR 0.1
+# are also the ICS chapter's and the smoothness chapter's. A probe costs time, never changes training.
+VGG_RIDGE_LAYERS = (2, 3, 9, 11, 13)        # Fig. 1c: #3, #11; Figs 2 and 8: #2, #9, #13
+VGG_ETAS = (0.05, 0.1, 0.2, 0.4)            # Fig. 4 step sizes: [1/2, 4] x the reference LR 0.1
+DLN_RIDGE_LAYERS = (1, 11, 24)              # Fig. 9
+DLN_ETAS = (1e-8, 1e-7, 1e-6, 1e-5, 3e-5)   # Fig. 10: [1/100, 30] x the reference LR 1e-6
+HESSIAN_ITERS = 20                          # Lanczos steps (HVPs) for the extreme Hessian eigenvalues
+
+
+def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas) -> list[ProbeSpec]:
+    """Activation samples, ICS (Definition 2.1, every layer), the landscape along the gradient, all
+    every `probe_every` steps; the top Hessian eigenvalue every `curvature_every` steps (0 = never)."""
+    probes = [ProbeSpec("activations", every=probe_every, kwargs={"layers": list(ridge_layers)}),
+              ProbeSpec("ics", every=probe_every),
+              ProbeSpec("landscape", every=probe_every, kwargs={"etas": list(etas)})]
+    if curvature_every:
+        probes.append(ProbeSpec("sharpness", every=curvature_every, kwargs={"iters": HESSIAN_ITERS}))
+    return probes
+
+
+def check_layers(name: str, layers, valid) -> list[int]:
+    """A chapter's choice of layers to show, checked against what the runs record."""
+    bad = [l for l in layers if l not in valid]
+    if bad:
+        raise ValueError(f"{name}={list(layers)}: layers {bad} are not recorded; valid choices: {list(valid)}")
+    return list(layers)
+
+
+def seeded(cfg: RunConfig, seeds) -> list[RunConfig]:
+    return [cfg.replace(seed=int(s)) for s in seeds]
+
+
+def vgg_base(arch: str, width: float, steps: int, batch_size: int, eval_every: int, eval_train_subset: int,
+             probe_every: int, curvature_every: int, precision: str = "fp32") -> RunConfig:
+    """The book's VGG/CIFAR-10 run, with every probe."""
+    return vgg_config(**{
         "model.arch": arch, "model.width": width, "optim.steps": steps, "optim.batch_size": batch_size,
         "eval_every": eval_every, "data.eval_train_subset": eval_train_subset, "precision": precision,
-        "probes": [ProbeSpec("activations", every=probe_every, kwargs={"layers": list(ridge_layers)})],
+        "probes": book_probes(probe_every, curvature_every, VGG_RIDGE_LAYERS, VGG_ETAS),
     })
-    return {(norm, lr): base.replace(**{"model.norm": norm, "optim.lr": lr}) for norm in norms for lr in lrs}
+
+
+def dln_base(dln_steps: int, dln_probe_every: int, dln_curvature_every: int) -> RunConfig:
+    """The book's deep-linear-network run (full-batch GD on 1000 fixed points), with every probe."""
+    return dln_config(**{"optim.steps": dln_steps, "probes": book_probes(
+        dln_probe_every, dln_curvature_every, DLN_RIDGE_LAYERS, DLN_ETAS)})
+
+
+def _vgg(params: dict) -> RunConfig:
+    keys = ("arch", "width", "steps", "batch_size", "eval_every", "eval_train_subset", "probe_every",
+            "curvature_every", "precision")
+    return vgg_base(**{k: params[k] for k in keys if k in params})
+
+
+def training_grid(lrs, norms, seeds, **params) -> dict[tuple, list[RunConfig]]:
+    """Figure 1: VGG with each normalization at each learning rate. {(norm, lr): [config per seed]}"""
+    base = _vgg(params)
+    return {(norm, lr): seeded(base.replace(**{"model.norm": norm, "optim.lr": lr}), seeds)
+            for norm in norms for lr in lrs}
+
+
+def ics_grid(lrs, norms, noise_norms, seeds, dln_lrs, dln_seeds, dln_steps, dln_probe_every,
+             dln_curvature_every, **params) -> dict[tuple, list[RunConfig]]:
+    """The ICS chapter. ('vgg', norm, lr): Figs 2, 3a, 8 (noisy norms at the reference LR lrs[0]
+    only); ('dln', norm, lr): Figs 3b, 9."""
+    vgg = _vgg(params)
+    grid = {("vgg", n, lr): seeded(vgg.replace(**{"model.norm": n, "optim.lr": lr}), seeds)
+            for n in norms for lr in lrs}
+    grid.update({("vgg", n, lrs[0]): seeded(vgg.replace(**{"model.norm": n, "optim.lr": lrs[0]}), seeds)
+                 for n in noise_norms})
+    dln = dln_base(dln_steps, dln_probe_every, dln_curvature_every)
+    grid.update({("dln", n, lr): seeded(dln.replace(**{"model.norm": n, "optim.lr": lr}), dln_seeds)
+                 for n in norms for lr in dln_lrs})
+    return grid
+
+
+def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, dln_steps, dln_probe_every, dln_curvature_every,
+                    sweep_lrs, sweep_steps, sweep_seeds, dln_sweep_lrs, dln_sweep_steps,
+                    **params) -> dict[tuple, list[RunConfig]]:
+    """The smoothness chapter. ('vgg', norm, lr) and ('dln', norm, lr): Figs 4, 10, 11 and the
+    curvature; ('vgg_sweep' | 'dln_sweep', norm, lr): short probe-free runs over a log grid of LRs."""
+    vgg = _vgg(params)
+    dln = dln_base(dln_steps, dln_probe_every, dln_curvature_every)
+    grid = {}
+    for n in norms:
+        grid[("vgg", n, lr)] = seeded(vgg.replace(**{"model.norm": n, "optim.lr": lr}), seeds)
+        grid[("dln", n, dln_lr)] = seeded(dln.replace(**{"model.norm": n, "optim.lr": dln_lr}), dln_seeds)
+        for s_lr in sweep_lrs:
+            grid[("vgg_sweep", n, s_lr)] = seeded(vgg.replace(**{
+                "model.norm": n, "optim.lr": s_lr, "optim.steps": sweep_steps, "probes": [],
+                "eval_every": 0, "data.eval_train_subset": 0}), sweep_seeds)
+        for s_lr in dln_sweep_lrs:
+            grid[("dln_sweep", n, s_lr)] = seeded(dln.replace(**{
+                "model.norm": n, "optim.lr": s_lr, "optim.steps": dln_sweep_steps, "probes": []}), dln_seeds)
+    return grid
 
 
 def bn_math_grid(arch: str, width: float, steps: int, batch_size: int, lr: float, probe_every: int,
-                 eval_every: int, precision: str = "fp32", **_unused) -> dict[str, RunConfig]:
+                 eval_every: int, seeds, precision: str = "fp32", **_unused) -> dict[str, list[RunConfig]]:
     """The BN-math chapter: a VGG with and without BN whose final weights are kept (for the theorem
     checks on trained layers) and whose per-unit sigma_j is recorded over training."""
     base = vgg_config(**{
@@ -42,15 +127,27 @@ def bn_math_grid(arch: str, width: float, steps: int, batch_size: int, lr: float
         "optim.lr": lr, "eval_every": eval_every, "data.eval_train_subset": 0, "precision": precision,
         "save_state": True, "probes": [ProbeSpec("unit_std", every=probe_every)],
     })
-    return {norm: base.replace(**{"model.norm": norm}) for norm in ("none", "batch")}
+    return {norm: seeded(base.replace(**{"model.norm": norm}), seeds) for norm in ("none", "batch")}
 
 
-GRIDS = {"training": training_grid, "bn_math": bn_math_grid}
+GRIDS = {"training": training_grid, "bn_math": bn_math_grid, "ics": ics_grid, "smoothness": smoothness_grid}
 
 
-def run_grid(grid: dict, seeds) -> dict:
+def run_grid(grid: dict) -> dict:
     """{key: [result per seed]} from the cache or by training, in this process."""
-    return {key: run_seeds(cfg, seeds) for key, cfg in grid.items()}
+    return {key: [run(cfg) for cfg in cfgs] for key, cfgs in grid.items()}
+
+
+def grid_configs(grid: dict) -> list[RunConfig]:
+    """Every distinct configuration of a grid, in order (chapters may list a run under two keys)."""
+    seen, out = set(), []
+    for cfgs in grid.values():
+        for cfg in cfgs:
+            k = canonical_json(cfg.to_dict())
+            if k not in seen:
+                seen.add(k)
+                out.append(cfg)
+    return out
 
 
 def chapter_parameters(chapter: str, profile: str | None) -> dict:
@@ -80,15 +177,14 @@ def main(argv=None) -> int:
     for item in a.set:
         name, _, value = item.partition("=")
         params[name] = ast.literal_eval(value)
-    grid = GRIDS[a.chapter](**params)
-    jobs = [(key, seed) for key in grid for seed in params["seeds"]]
+    jobs = grid_configs(GRIDS[a.chapter](**params))
     if a.one is not None:
-        key, seed = jobs[int(a.one)]
-        run_seeds(grid[key], [seed])
+        run(jobs[int(a.one)])
         return 0
     t0 = time.time()
     if a.jobs <= 1:
-        run_grid(grid, params["seeds"])
+        for cfg in jobs:
+            run(cfg)
     else:
         pending = list(range(len(jobs)))
         running: list[subprocess.Popen] = []

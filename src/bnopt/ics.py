@@ -4,20 +4,27 @@ For layer i at step t, with the batch (x, y) of step t:
   G_i  = grad of L w.r.t. W_i, every layer at its step-t value;
   G'_i = the same gradient after layers 1..i-1 took their actual optimizer step t -> t+1
          (all their parameters, BN's gamma and beta included), layers i..k still at step t.
-  ICS_i = ||G_i - G'_i||, reported with cos(G_i, G'_i).
+  ICS_i = ||G_i - G'_i||, reported with cos(G_i, G'_i) and the norms ||G_i||, ||G'_i||.
 W_i is the block's conv/linear weight [choice: the paper does not say whether biases count].
 
 Cost: one forward/backward for G, one no-grad forward of the fully updated network (the input of
 block i depends only on blocks 1..i-1, so it gives every updated prefix at once), then for each
 layer the old suffix from block i on, forward and backward. BN stays in training mode; running
 statistics, parameters and RNG are restored bit-identically (probes.isolated). In-network noise
-(noisy BN) is drawn afresh in the suffix passes: ICS is not defined for a noisy forward pass.
+(noisy BN) is the training step's own draw in every pass: the RNG state is recorded as each block
+begins and restored before the suffix pass from that block, so G - G' reflects the update alone.
+
+Distributional ICS, beside the gradient one: the same two forward passes give layer i's input on the
+same batch before and after layers 1..i-1 step. Per unit (channel) we fit N(mu, s^2) over the batch
+(and H, W) and report `shift`, the mean over units of the 2-Wasserstein distance between the two fits
+in units of the old std: sqrt((mu' - mu)^2 + (s' - s)^2) / s. `in_mean` and `in_var` (per unit, old
+weights) let a chapter follow the same inputs' moments over training.
 """
 from __future__ import annotations
 
 import torch
 
-from .probes import ProbeContext, RngSnapshot, full_precision, isolated, register
+from .probes import ProbeContext, RngSnapshot, full_precision, isolated, per_unit, register
 
 
 def sgd_step_values(optimizer: torch.optim.Optimizer, grads: dict) -> dict:
@@ -45,6 +52,20 @@ def sgd_step_values(optimizer: torch.optim.Optimizer, grads: dict) -> dict:
     return new
 
 
+def unit_moments(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-unit mean and biased variance of a layer input (N, C, *spatial) over batch and space."""
+    u = per_unit(h.detach()).double()
+    return u.mean(1), u.var(1, unbiased=False)
+
+
+def w2_shift(old: tuple, new: tuple, floor: float = 1e-12) -> float:
+    """Mean over units of W2(N(mu, s^2), N(mu', s'^2)) / s: the distribution shift of each unit
+    between two moment fits, in units of its old standard deviation."""
+    (m0, v0), (m1, v1) = old, new
+    s0, s1 = v0.sqrt(), v1.sqrt()
+    return float((((m1 - m0) ** 2 + (s1 - s0) ** 2).sqrt() / s0.clamp_min(floor)).mean())
+
+
 @register("ics")
 class ICSProbe:
     """layers: 1-based block numbers to measure (default: all)."""
@@ -64,7 +85,19 @@ class ICSProbe:
         with isolated(model):
             model.train()
             rng = RngSnapshot()
-            loss = ctx.loss_fn(full_precision(model(ctx.x)), ctx.y)
+            old_in, rng_at = {}, {}
+
+            def record(_m, args, i):
+                old_in[i] = unit_moments(args[0])
+                rng_at[i] = RngSnapshot()      # where the step's noise draw stands as block i begins
+
+            hooks = [model.blocks[i - 1].register_forward_pre_hook(
+                lambda m, args, i=i: record(m, args, i)) for i in self.layers]
+            try:
+                loss = ctx.loss_fn(full_precision(model(ctx.x)), ctx.y)
+            finally:
+                for h in hooks:
+                    h.remove()
             grads = dict(zip(params, torch.autograd.grad(loss, params, allow_unused=True)))
             G = {i: grads[w].detach() for i, w in weights.items()}
             new = sgd_step_values(ctx.optimizer, grads)
@@ -81,12 +114,20 @@ class ICSProbe:
             finally:
                 for h in hooks:
                     h.remove()
-            l2, cos = [], []
+            l2, cos, g_norm, gp_norm = [], [], [], []
+            shift = [w2_shift(old_in[i], unit_moments(inputs[i])) for i in self.layers]
             for i in self.layers:
+                rng_at[i].restore()            # the suffix sees the step's own noise draw
                 out = model.forward_from(i, inputs[i])
                 (g_prime,) = torch.autograd.grad(ctx.loss_fn(full_precision(out), ctx.y), weights[i])
                 a, b = G[i].reshape(-1), g_prime.reshape(-1)
                 l2.append(float((a - b).norm()))
+                g_norm.append(float(a.norm()))
+                gp_norm.append(float(b.norm()))
                 cos.append(float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30)))
-        return {"layers": self.layers, "l2": torch.tensor(l2, dtype=torch.float64),
-                "cos": torch.tensor(cos, dtype=torch.float64)}
+        f64 = torch.float64
+        return {"layers": self.layers, "l2": torch.tensor(l2, dtype=f64), "cos": torch.tensor(cos, dtype=f64),
+                "shift": torch.tensor(shift, dtype=f64), "g_norm": torch.tensor(g_norm, dtype=f64),
+                "gp_norm": torch.tensor(gp_norm, dtype=f64),
+                "in_mean": [old_in[i][0].float().cpu() for i in self.layers],
+                "in_var": [old_in[i][1].float().cpu() for i in self.layers]}

@@ -5,7 +5,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-NORM_LABELS = {"none": "Standard", "batch": "Standard + BatchNorm"}
+NORM_LABELS = {"none": "Standard", "batch": "Standard + BatchNorm", "noisy_batch": "Standard + noisy BatchNorm",
+               "noise_only": "Standard + noise (no BN)"}
+NORM_COLORS = {"none": "C0", "batch": "C3", "noisy_batch": "C2", "noise_only": "C1"}
 
 
 def setup() -> None:

@@ -65,3 +65,32 @@ def pm(mean: float, std: float, digits: int = 1, scale: float = 1.0) -> str:
     if not np.isfinite(mean):
         return "n/a"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def probe_series(results: list[dict], probe: str, fn) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, (seeds, points)) of fn(record data) over a probe's records, one row per seed; a run that
+    stopped early (diverged) is NaN-padded to the longest run's steps."""
+    steps = max((np.asarray([r["step"] for r in res["probes"].get(probe, [])]) for res in results), key=len)
+    out = np.full((len(results), len(steps)), np.nan)
+    for i, res in enumerate(results):
+        v = [float(fn(r["data"])) for r in res["probes"].get(probe, [])]
+        out[i, : len(v)] = v
+    return steps, out
+
+
+def at_layer(field: str, layer: int):
+    """fn for probe_series: a per-layer probe field ('l2', 'cos', 'shift') at block #layer."""
+    def get(d):
+        return d[field][list(d["layers"]).index(layer)]
+    return get
+
+
+def runs_table(results: dict, label) -> str:
+    """Markdown table of the runs behind a figure: seeds, mean wall time, cache hits, cache keys."""
+    rows = ["| configuration | seeds | mean wall time per run (s) | from cache | cache keys |", "|---|---|---|---|---|"]
+    for key, rs in results.items():
+        walls = [r["meta"]["wall_time_s"] for r in rs]
+        rows.append(f"| {label(key)} | {len(rs)} | {np.mean(walls):.0f} | "
+                    f"{sum(r['meta']['from_cache'] for r in rs)} | {', '.join(r['meta']['key'] for r in rs)} |")
+    return "\n".join(rows)
+

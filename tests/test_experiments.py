@@ -1,0 +1,58 @@
+"""The chapters' grids: declared for every profile, and the VGG runs shared between chapters."""
+import pytest
+
+from bnopt import experiments as E
+from bnopt.build import profiles
+from bnopt.config import canonical_json
+from bnopt.paths import repo_root
+
+CHAPTERS = sorted(E.GRIDS)
+
+
+def keys(chapter, profile):
+    grid = E.GRIDS[chapter](**E.chapter_parameters(chapter, profile))
+    return {canonical_json(c.to_dict()) for c in E.grid_configs(grid)}, grid
+
+
+@pytest.mark.parametrize("profile", profiles(repo_root()))
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_grid_builds_with_seeds_applied(chapter, profile):
+    _, grid = keys(chapter, profile)
+    assert grid
+    for cfgs in grid.values():
+        assert len({c.seed for c in cfgs}) == len(cfgs)       # one config per seed, distinct seeds
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_reference_runs_are_shared_between_chapters(profile):
+    """Same parameters give the same configs: the LR-0.1 VGG runs are trained once for three chapters,
+    the DLN runs once for two."""
+    training, _ = keys("training", profile)
+    ics, ics_grid = keys("ics", profile)
+    smooth, _ = keys("smoothness", profile)
+    shared_vgg = {canonical_json(c.to_dict()) for n in ("none", "batch") for c in ics_grid[("vgg", n, 0.1)]}
+    assert shared_vgg <= training and shared_vgg <= smooth
+    shared_dln = {canonical_json(c.to_dict()) for n in ("none", "batch") for c in ics_grid[("dln", n, 1e-6)]}
+    assert shared_dln <= smooth
+
+
+def test_noise_norms_only_at_the_reference_lr():
+    p = E.chapter_parameters("ics", "quick")
+    grid = E.ics_grid(**p)
+    noisy = [k for k in grid if k[1] in p["noise_norms"]]
+    assert noisy and all(k[2] == p["lrs"][0] for k in noisy)
+    assert all(c.model.norm in ("none", "batch") for k, cs in grid.items() if k[0] == "dln" for c in cs)
+
+
+def test_book_probes_cover_what_the_chapters_plot():
+    names = [p.name for p in E.book_probes(50, 250, E.VGG_RIDGE_LAYERS, E.VGG_ETAS)]
+    assert names == ["activations", "ics", "landscape", "sharpness"]
+    assert "sharpness" not in [p.name for p in E.book_probes(50, 0, E.VGG_RIDGE_LAYERS, E.VGG_ETAS)]
+    for chapter, key in (("training", "ridge_layers"), ("ics", "ridge_layers")):
+        assert set(E.chapter_parameters(chapter, None)[key]) <= set(E.VGG_RIDGE_LAYERS)
+
+
+def test_check_layers_names_the_valid_choices():
+    assert E.check_layers("ridge_layers", [3, 11], E.VGG_RIDGE_LAYERS) == [3, 11]
+    with pytest.raises(ValueError, match=r"layers \[4\] are not recorded; valid choices: \[2, 3, 9, 11, 13\]"):
+        E.check_layers("ridge_layers", [3, 4], E.VGG_RIDGE_LAYERS)
