@@ -217,7 +217,8 @@ def build_html(root: Path, stage: Path) -> None:
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb if jb.exists() else "jupyter-book"), "build", str(stage),
            "--config", str(root / "_config.yml"), "--toc", str(root / "_toc.yml"),
-           "--path-output", str(root), "-W", "-n", "--keep-going"]
+           "--path-output", str(root), "-W", "-n", "--keep-going",
+           "--all"]   # a full rebuild: Sphinx's incremental environment keeps stale labels of edited chapters
     message("building HTML: " + " ".join(cmd))
     if subprocess.run(cmd, cwd=root).returncode != 0:
         raise BuildError("jupyter-book build failed (warnings are errors: see the log above)")
