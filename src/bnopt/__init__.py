@@ -6,9 +6,10 @@ One concept per module:
   train     the SGD loop, divergence as a result          probes    measurements during training
   cache     on-disk run cache keyed by config hash        runs      run(cfg), run_seeds(cfg, seeds)
   summary   aggregation over seeds                        plotting  shared figures
-  bnmath    BN from first principles, Sec. 4 theorems    curvature HVPs, top Hessian eigenvalue
+  bnmath    BN from first principles, Sec. 4 theorems    curvature HVPs, Lanczos extreme eigenvalues
   landscape loss/gradient along the step (Figs 4, 10, 11)    ics   Definition 2.1 as a probe
   experiments  chapter grids as data, GPU CLI           build     the book pipeline
+  report    numbers glued into the chapters' prose        progress  progress lines for a terminal
 """
 __version__ = "0.1.0"
 
