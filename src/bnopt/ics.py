@@ -58,12 +58,17 @@ def unit_moments(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return u.mean(1), u.var(1, unbiased=False)
 
 
-def w2_shift(old: tuple, new: tuple, floor: float = 1e-12) -> float:
-    """Mean over units of W2(N(mu, s^2), N(mu', s'^2)) / s: the distribution shift of each unit
-    between two moment fits, in units of its old standard deviation."""
+def unit_w2(old: tuple, new: tuple) -> torch.Tensor:
+    """Per unit, the 2-Wasserstein distance W2(N(mu, s^2), N(mu', s'^2)) between two moment fits
+    (old and new are (mean, variance) tensors over units)."""
     (m0, v0), (m1, v1) = old, new
-    s0, s1 = v0.sqrt(), v1.sqrt()
-    return float((((m1 - m0) ** 2 + (s1 - s0) ** 2).sqrt() / s0.clamp_min(floor)).mean())
+    return ((m1 - m0) ** 2 + (v1.sqrt() - v0.sqrt()) ** 2).sqrt()
+
+
+def w2_shift(old: tuple, new: tuple, floor: float = 1e-12) -> float:
+    """Mean over units of W2 / s: the distribution shift of each unit between two moment fits, in
+    units of its old standard deviation."""
+    return float((unit_w2(old, new) / old[1].sqrt().clamp_min(floor)).mean())
 
 
 @register("ics")
