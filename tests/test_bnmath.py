@@ -136,25 +136,82 @@ def test_theorem44_corrected_form_and_rank_one_maximiser():
     assert math.isclose(float((X.T @ v).pow(2).sum()), 9.0 * float(v.pow(2).sum()), rel_tol=1e-12)
 
 
-def test_lemma45_identity_and_one_neuron_counterexample():
+def _instance(bias=False):
+    """x = (1,0), (0,1), (1,1), t = (2, 0, 5): BN optima on the ray 3 w1 = 5 w2 (by hand below)."""
+    X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=D)
+    return bnmath.OneNeuron(X, torch.tensor([2.0, 0.0, 5.0], dtype=D), bias=bias)
+
+
+def test_lemma45_identity_and_its_printed_rhs_is_the_distance_to_the_line_of_w_star():
     g = torch.Generator().manual_seed(0)
     w0, ws = torch.randn(7, generator=g, dtype=D), torch.randn(7, generator=g, dtype=D)
     r = bnmath.lemma45_gap(w0, ws)
     assert math.isclose(r["lhs"], r["rhs"], rel_tol=1e-12)
-    X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=D)
-    t = torch.tensor([1.0, 3.0, 2.0], dtype=D)
-    standard, bn = bnmath.one_neuron_losses(X, t)
-    w_star = torch.linalg.lstsq(X, t.unsqueeze(1)).solution.squeeze(1)
-    assert torch.allclose(w_star, torch.tensor([1 / 3, 7 / 3], dtype=D))     # by hand: (X^T X)^-1 X^T t
-    w = w_star.clone().requires_grad_()
-    (gs,) = torch.autograd.grad(standard(w), w)
+    # the printed right-hand side equals ||w0||^2 - <w0, W*>^2 / ||W*||^2; with u = W* the lemma is tight
+    sides = bnmath.lemma45_sides(w0, ws, ws)
+    assert math.isclose(float(sides["rhs"]), float(w0 @ w0 - (w0 @ ws) ** 2 / (ws @ ws)), rel_tol=1e-12)
+    assert math.isclose(float(sides["lhs"]), float(sides["rhs"]), rel_tol=1e-12) and bool(sides["holds"])
+
+
+def test_one_neuron_closed_forms_match_hand_computation_and_gradient_descent():
+    p = _instance()
+    # W* = (X^T X)^-1 X^T t = 1/3 [[2, -1], [-1, 2]] (7, 5) = (3, 1)
+    assert torch.allclose(p.standard_optimum(), torch.tensor([3.0, 1.0], dtype=D), atol=1e-12)
+    # centred: Xc^T tc = (7/3, 1/3), Xc^T Xc = 1/3 [[2, -1], [-1, 2]]  =>  w_c = (5, 3)
+    assert torch.allclose(p.bn_direction(), torch.tensor([5.0, 3.0], dtype=D) / math.sqrt(34), atol=1e-12)
+    assert p.bn_min_loss() < 1e-20                      # 3 points, 2 weights + beta: an exact fit
+    assert math.isclose(float(p.standard_loss(p.standard_optimum())), 3.0, rel_tol=1e-12)   # residuals 1, 1, -1
+    for start in ([1.0, -1.0], [-0.2, 2.0], [4.0, 0.5]):
+        r = p.descend_bn(torch.tensor(start, dtype=D), steps=3000, lr=0.05)
+        assert r["angle_to_bn_line"] < 1e-8 and r["loss"] < 1e-12
+    # the standard optimum is stationary for L; no (gamma, beta) makes it stationary for L^
+    w = p.standard_optimum().clone().requires_grad_()
+    (gs,) = torch.autograd.grad(p.standard_loss(w), w)
     assert float(gs.norm()) < 1e-12
-    for gamma in torch.linspace(-3, 3, 13, dtype=D):            # no (gamma, beta) makes W* stationary
+    for gamma in torch.linspace(-3, 3, 13, dtype=D):
         for beta in torch.linspace(-3, 3, 13, dtype=D):
-            (gb,) = torch.autograd.grad(bn(w, gamma, beta), w)
+            (gb,) = torch.autograd.grad(p.bn_loss(w, gamma, beta), w)
             assert float(gb.norm()) > 1e-3 or abs(float(gamma)) < 1e-12
-    # BN loss is scale invariant in w, so no k W* is stationary either
-    assert math.isclose(float(bn(5 * w_star, 1.0, 2.0)), float(bn(w_star, 1.0, 2.0)), rel_tol=1e-12)
+    assert float(p.bn_gradient(p.standard_optimum()).norm()) > 0.1
+    # scale invariance: no k W* is stationary either
+    ws = p.standard_optimum()
+    assert math.isclose(float(p.bn_loss(5 * ws, 1.0, 2.0)), float(p.bn_loss(ws, 1.0, 2.0)), rel_tol=1e-12)
+
+
+def test_lemma45_fails_at_w_star_without_bias_and_holds_with_one():
+    p = _instance()
+    ws = p.standard_optimum()
+    s = bnmath.lemma45_sides(ws, ws, p.bn_direction())
+    assert abs(float(s["rhs"])) < 1e-12                 # the lemma would force a BN optimum at W0 = W*
+    # distance^2 from (3, 1) to the line through (5, 3): 10 - 18^2 / 34 = 8 / 17
+    assert math.isclose(float(s["lhs"]), 8 / 17, rel_tol=1e-12) and not bool(s["holds"])
+    pb = _instance(bias=True)                           # with a bias, W* is the intercept fit: on the BN line
+    assert bnmath.line_angle(pb.standard_optimum(), pb.bn_direction()) < 1e-12
+    r = bnmath.lemma45_random_inits(pb, 2000, torch.Generator().manual_seed(0))
+    assert bool(r["holds"].all()) and torch.allclose(r["lhs"], r["rhs"], rtol=1e-9, atol=1e-12)
+
+
+def test_lemma45_fails_for_half_of_isotropic_initialisations():
+    # closed form in 2-D: the lemma holds iff |cos(w0, u)| >= |cos(w0, W*)|; over a uniform grid of
+    # directions the failing set is two quarter-circles, whatever the angle between the lines
+    for phi in (0.05, 0.7, 1.5):
+        theta = (torch.arange(100_000, dtype=D) + 0.5) * (2 * math.pi / 100_000)
+        W0 = torch.stack([theta.cos(), theta.sin()], 1)
+        ws, u = torch.tensor([1.0, 0.0], dtype=D), torch.tensor([math.cos(phi), math.sin(phi)], dtype=D)
+        keep = W0 @ ws > 0
+        frac = 1 - float(bnmath.lemma45_sides(W0[keep], ws, u)["holds"].double().mean())
+        assert abs(frac - 0.5) < 1e-3
+    # Monte Carlo over random instances in higher dimension: within 4 standard errors of 1/2
+    r = bnmath.lemma45_sweep(m=40, d=10, n_datasets=20, n_inits=500, seed=3)
+    se = 0.5 / math.sqrt(20 * 500)
+    assert abs(float(r["fail"].mean()) - 0.5) < 4 * se and float(r["angle"].min()) > 1e-6
+
+
+def test_one_neuron_rejects_inputs_without_a_unique_bn_optimum():
+    with pytest.raises(ValueError, match="rank"):
+        bnmath.OneNeuron(torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=D), torch.tensor([1.0, 2.0], dtype=D))
+    with pytest.raises(ValueError, match="targets"):
+        bnmath.OneNeuron(torch.eye(3, 2, dtype=D), torch.ones(4, dtype=D))
 
 
 def test_hvp_matches_float64_central_differences_on_a_smooth_net():

@@ -27,6 +27,15 @@ def test_steps_to_threshold_and_mean_std():
     assert S.pm(0.8312, 0.0041, 1, 100) == "83.1 ± 0.4" and S.pm(float("nan"), 0) == "n/a"
 
 
+def test_wilson_interval_known_values():
+    # Wilson (1927) / Newcombe (1998) Table I: 81/263 -> 0.2553 to 0.3662; 0/10 -> 0 to 0.2775
+    lo, hi = S.wilson(81, 263)
+    assert abs(lo - 0.2553) < 5e-4 and abs(hi - 0.3662) < 5e-4
+    lo, hi = S.wilson(0, 10)
+    assert lo == 0.0 and abs(hi - 0.2775) < 5e-4
+    assert all(math.isnan(v) for v in S.wilson(0, 0))
+
+
 def test_eval_curve_pads_runs_that_stopped():
     a = {"evals": {"step": [10, 20, 30], "test_acc": [0.1, 0.2, 0.3]}, "diverged": False}
     b = {"evals": {"step": [10], "test_acc": [0.5]}, "diverged": True}
