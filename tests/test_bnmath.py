@@ -161,6 +161,8 @@ def test_one_neuron_closed_forms_match_hand_computation_and_gradient_descent():
     assert torch.allclose(p.bn_direction(), torch.tensor([5.0, 3.0], dtype=D) / math.sqrt(34), atol=1e-12)
     assert p.bn_min_loss() < 1e-20                      # 3 points, 2 weights + beta: an exact fit
     assert math.isclose(float(p.standard_loss(p.standard_optimum())), 3.0, rel_tol=1e-12)   # residuals 1, 1, -1
+    rows = torch.tensor([[3.0, 1.0], [0.0, 0.0], [1.0, 2.0]], dtype=D)           # batched = row by row
+    assert torch.allclose(p.standard_loss(rows), torch.stack([p.standard_loss(r) for r in rows]))
     for start in ([1.0, -1.0], [-0.2, 2.0], [4.0, 0.5]):
         r = p.descend_bn(torch.tensor(start, dtype=D), steps=3000, lr=0.05)
         assert r["angle_to_bn_line"] < 1e-8 and r["loss"] < 1e-12

@@ -280,7 +280,8 @@ class OneNeuron:
                              "in general position): the BN optimum is not a single line")
 
     def standard_loss(self, w: torch.Tensor, b=0.0) -> torch.Tensor:
-        return (self.X @ w + (b if self.bias else 0.0) - self.t).pow(2).sum()
+        """L at weights w (d,), or at each row of w (n, d)."""
+        return (w @ self.X.T + (b if self.bias else 0.0) - self.t).pow(2).sum(-1)
 
     def yhat(self, w: torch.Tensor) -> torch.Tensor:
         """BN(Xw) over the m points, eps = 0."""
