@@ -3,7 +3,8 @@
 `batch_norm` is a functional BN whose backward pass is written out by hand (the paper's Fact C.1) in
 a custom autograd Function; the tests check it against `torch.nn.functional.batch_norm` with
 float64 `gradcheck`. The theorem helpers compute both sides of Theorems 4.1, 4.2 and 4.4 on any
-layer of a `bnopt` model, from autograd gradients and Hessian-vector products.
+layer of a `bnopt` model, from autograd gradients and Hessian-vector products. `OneNeuron` and the
+`lemma45_*` helpers test Lemma 4.5 in the one-neuron model of Dannemann & Junike (2025).
 
 Notation (paper Sec. 4.1): for unit j over a batch of m values, y_j (pre-BN), sigma_j its biased
 batch std, yhat_j = (y_j - mu_j) / sigma_j, z_j = gamma * yhat_j + beta, g_j = dL/dz_j (the downstream
