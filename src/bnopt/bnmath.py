@@ -316,8 +316,8 @@ class OneNeuron:
 
     def bn_min_loss(self) -> float:
         """The BN network's optimal loss, from the closed form at u."""
-        gamma, beta = self.best_affine(self.bn_direction())
-        return float(self.bn_loss(self.bn_direction(), gamma, beta))
+        u = self.bn_direction()
+        return float(self.bn_loss(u, *self.best_affine(u)))
 
     def bn_gradient(self, w: torch.Tensor) -> torch.Tensor:
         """d L^ / d w at w, with gamma and beta at their best values for this w (the gradient in
