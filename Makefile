@@ -1,6 +1,7 @@
 # Two commands do all set-up:  `make book`  and  `make test`.  Both create .venv when it is missing.
 #   make book [PROFILE=quick|paper|tiny] [DATA=/path/to/image-folder]   -> _build/html/index.html
 #   make test                                                           -> pytest
+#   make bench [QUICK=1]     cost of a run and of each probe on this machine -> data/bench/*.json
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
@@ -14,9 +15,9 @@ endif
 # The machine's pip config adds local indexes that print one warning per package: keep logs readable.
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: book test env clean clean-runs help
+.PHONY: book test bench env clean clean-runs help
 help:
-	@sed -n 1,3p Makefile
+	@sed -n 1,4p Makefile
 
 $(VENV)/.installed: requirements-lock.txt pyproject.toml
 	@echo "[make] creating $(VENV) from requirements-lock.txt"
@@ -33,6 +34,10 @@ book: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+QUICK ?=
+bench: $(VENV)/.installed
+	$(PY) -m bnopt.bench --profile $(PROFILE) $(if $(filter 1 yes true,$(QUICK)),--quick,)
 
 clean:
 	rm -rf _build _stage

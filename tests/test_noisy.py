@@ -28,3 +28,20 @@ def test_noise_is_redrawn_every_step_and_off_in_eval():
     layer.eval()
     assert torch.equal(layer(x), layer.inner(x))
     assert "noisy_batch" in norms.available() and "noise_only" in norms.available()
+
+
+def test_channels_last_noise_has_the_same_law_and_layout():
+    """The noise is drawn in the activation's own memory layout (the fast path for channels-last
+    VGGs): same per-channel law as Algorithm 1, output stays channels-last, and a = 0 leaves m only."""
+    torch.manual_seed(0)
+    layer = norms.make_norm("noise_only", 16, spatial=True).train()
+    a = torch.ones(500, 16, 4, 4).contiguous(memory_format=torch.channels_last)
+    out = layer(a)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    per_ch = out.transpose(0, 1).reshape(16, -1)                 # (C, N*H*W)
+    assert torch.allclose(per_ch.var(1), torch.full((16,), 0.1 ** 2 + 0.1 ** 2 / 3), rtol=0.1)
+    spread = per_ch.mean(1)                                      # sigma_j + mu_j, one draw per channel
+    assert float(spread.std()) > 0.2
+    zero = layer(torch.zeros_like(a)).transpose(0, 1).reshape(16, -1)
+    width = zero.max(1).values - zero.min(1).values
+    assert float(width.max()) <= 0.2 + 1e-6 and float(width.min()) > 0.19

@@ -166,17 +166,68 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
             shutil.copy2(f, stage / rel)
     if os.environ.get("BNOPT_DATA", "").strip():   # kernels run in the stage: make the path absolute
         os.environ["BNOPT_DATA"] = str(Path(os.environ["BNOPT_DATA"].strip()).expanduser().resolve())
+    selected = [nb for nb in chapters(root) if not only or nb.stem in only]
+    for nb in chapters(root):
+        if nb not in selected and not (stage / nb.name).exists():
+            raise BuildError(f"--only skips {nb.stem!r}, but the stage has no executed copy of it")
     timings = {}
+    record = BuildRecord(stage, profile)
+    t0 = time.perf_counter()
+    summary = train_all(root, profile, [nb.stem for nb in selected])
+    timings["runs"] = time.perf_counter() - t0
+    record.update(runs=timings["runs"], runs_trained=summary["trained"], runs_cached=summary["cached"],
+                  workers=summary["workers"], threads=summary["threads"])
     with _progress_relay(stage / ".progress.log"):
-        for nb in chapters(root):
-            if only and nb.stem not in only:
-                if not (stage / nb.name).exists():
-                    raise BuildError(f"--only skips {nb.stem!r}, but the stage has no executed copy of it")
-                continue
+        for nb in selected:
             message(f"executing chapter {nb.stem} (profile {profile}, parameters {params[nb.stem]})")
             timings[nb.stem] = execute_chapter(nb, stage / nb.name, params[nb.stem], cwd=stage)
+            record.update(chapters={**record.data.get("chapters", {}), nb.stem: timings[nb.stem]})
             message(f"chapter {nb.stem} done in {timings[nb.stem]:.0f}s")
     return timings
+
+
+def train_all(root: Path, profile: str, stems: list[str]) -> dict:
+    """Train every run that the given chapters declare, before any notebook executes, in the
+    parallel workers of `bnopt.executor` (notebooks then only read the cache)."""
+    from .executor import RunFailed, ensure
+    from .experiments import GRIDS, chapter_parameters, grid_configs
+
+    configs = []
+    for stem in stems:
+        if stem in GRIDS:
+            configs += grid_configs(GRIDS[stem](**chapter_parameters(stem, profile)))
+    try:
+        return ensure(configs, label=f"book ({profile})")
+    except RunFailed as e:
+        raise BuildError(str(e)) from None
+
+
+class BuildRecord:
+    """This build's stage timings, written as they happen to `<stage>/.build-times.json` (the cost
+    chapter reads it while the build runs) and, at the end, appended to data/build-times.jsonl."""
+
+    def __init__(self, stage: Path, profile: str):
+        self.path = stage / ".build-times.json"
+        self.data = {"profile": profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.update()
+
+    def update(self, **values) -> None:
+        self.data.update(values)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
+
+    @staticmethod
+    def finish(stage: Path, **values) -> dict:
+        from .paths import data_home
+        path = stage / ".build-times.json"
+        data = {**json.loads(path.read_text()), **values}
+        path.write_text(json.dumps(data, indent=1))
+        log = data_home() / "build-times.jsonl"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(json.dumps(data) + "\n")
+        return data
 
 
 @contextlib.contextmanager
@@ -242,6 +293,8 @@ def main(argv=None) -> int:
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    BuildRecord.finish(Path(a.stage).resolve(), html=t2 - t1, total=t2 - t0,
+                       html_built=not a.no_html)
     per = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
     message(f"book done: chapters {t1 - t0:.0f}s ({per}); html {t2 - t1:.0f}s; "
             f"open {root / '_build' / 'html' / 'index.html'}")

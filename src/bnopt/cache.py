@@ -67,6 +67,11 @@ class RunCache:
     def path(self, key: str) -> Path:
         return self.root / key
 
+    def has(self, key: str) -> bool:
+        """Whether a complete entry exists (cheap: no result is read or checked)."""
+        d = self.path(key)
+        return all((d / f).is_file() for f in ("config.json", "meta.json", "result.pt"))
+
     def load(self, key: str) -> dict | None:
         """The cached result with its meta under result['meta'], or None (miss or corrupt entry)."""
         d = self.path(key)

@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import torch
 
-from .probes import ProbeContext, RngSnapshot, full_precision, isolated, register
+from .probes import ProbeContext, full_precision, isolated, register
+
+
+def hvp_operator(loss_fn, params: list[torch.Tensor]):
+    """v -> H v for the Hessian of loss_fn() (a closure) with respect to params, by double backward
+    on one retained graph: the forward pass and the first backward run once, each product is one
+    backward through the gradient's graph. (Not grad-over-jvp: that gives wrong results through
+    train-mode BatchNorm.) The closure is called once, so in-network noise is one draw throughout."""
+    loss = loss_fn()
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+
+    def apply(vec: list[torch.Tensor]) -> list[torch.Tensor]:
+        return list(torch.autograd.grad(grads, params, vec, retain_graph=True))
+    return apply
 
 
 def hvp(loss_fn, params: list[torch.Tensor], vec: list[torch.Tensor]) -> list[torch.Tensor]:
-    """H v for the Hessian of loss_fn() (a closure) with respect to params, by double backward.
-    (Not grad-over-jvp: that gives wrong results through train-mode BatchNorm.)"""
-    loss = loss_fn()
-    grads = torch.autograd.grad(loss, params, create_graph=True)
-    return list(torch.autograd.grad(grads, params, vec))
+    """H v for the Hessian of loss_fn() with respect to params (one product; see hvp_operator)."""
+    return hvp_operator(loss_fn, params)(vec)
 
 
 def model_hvp(model, x, y, loss, vec: list[torch.Tensor], train_mode: bool = True) -> list[torch.Tensor]:
@@ -39,8 +49,8 @@ def _unflat(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
 def hessian_extremes(model, x, y, loss, iters: int = 20, train_mode: bool = True, seed: int = 0,
                      tol: float = 1e-6) -> dict:
     """Largest and smallest (algebraic) Hessian eigenvalues of loss(model(x), y) w.r.t. all parameters,
-    by Lanczos with full reorthogonalisation on Hessian-vector products (BN in the stated mode; the RNG
-    is reset before every HVP, so in-network noise is the same draw throughout).
+    by Lanczos with full reorthogonalisation on Hessian-vector products (BN in the stated mode; all
+    products share one forward pass, so in-network noise is the same draw throughout).
 
     Lanczos, unlike power iteration, returns the top of the spectrum even when a negative eigenvalue
     is larger in magnitude, and converges faster for the same number of HVPs. The Ritz values bound
@@ -55,11 +65,10 @@ def hessian_extremes(model, x, y, loss, iters: int = 20, train_mode: bool = True
     basis, alphas, betas = [], [], []
     with isolated(model):
         model.train(train_mode)
-        rng = RngSnapshot()
+        apply_h = hvp_operator(lambda: loss(model(x), y), params)   # one forward: one noise draw
         for it in range(1, iters + 1):
             basis.append(q)
-            rng.restore()
-            hq = hvp(lambda: loss(model(x), y), params, _unflat(q.to(dtype), params))
+            hq = apply_h(_unflat(q.to(dtype), params))
             w = _flat(hq).detach().double()
             alpha = float(w @ q)
             alphas.append(alpha)

@@ -4,7 +4,7 @@ A chapter notebook calls `grid = experiments.GRIDS[name](**params)` and `run_gri
 same grid can be run without Jupyter (on a GPU machine, in parallel processes) so that the book then
 reads every run from the cache:
 
-    python -m bnopt.experiments training --profile paper --jobs 6
+    python -m bnopt.experiments training --profile paper --workers 6
 
 The parameters are the chapter's `parameters` cell, overridden by the profile's YAML section, so the
 CLI and the book always declare the same runs.
@@ -12,12 +12,10 @@ CLI and the book always declare the same runs.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import time
 
 from .config import ProbeSpec, RunConfig, canonical_json, dln_config, vgg_config
+from .executor import RunFailed, ensure
 from .runs import run
 
 
@@ -30,15 +28,31 @@ DLN_ETAS = (1e-8, 1e-7, 1e-6, 1e-5, 3e-5)   # Fig. 10: [1/100, 30] x the referen
 HESSIAN_ITERS = 20                          # Lanczos steps (HVPs) for the extreme Hessian eigenvalues
 
 
-def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas) -> list[ProbeSpec]:
+BOOK_PROBES = ("activations", "ics", "landscape", "sharpness")
+
+
+def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas,
+                only=BOOK_PROBES) -> list[ProbeSpec]:
     """Activation samples, ICS (Definition 2.1, every layer), the landscape along the gradient, all
-    every `probe_every` steps; the top Hessian eigenvalue every `curvature_every` steps (0 = never)."""
+    every `probe_every` steps; the top Hessian eigenvalue every `curvature_every` steps (0 = never).
+
+    The reference runs of every chapter (VGG at the reference LR, DLN at the reference LR) carry all
+    of them, so that the chapters share those runs. A run that only one chapter reads carries only
+    the probes that chapter plots (`only`): a probe costs time and never changes training."""
+    unknown = sorted(set(only) - set(BOOK_PROBES))
+    if unknown:
+        raise ValueError(f"unknown book probes {unknown}; valid choices: {', '.join(BOOK_PROBES)}")
     probes = [ProbeSpec("activations", every=probe_every, kwargs={"layers": list(ridge_layers)}),
               ProbeSpec("ics", every=probe_every),
               ProbeSpec("landscape", every=probe_every, kwargs={"etas": list(etas)})]
     if curvature_every:
         probes.append(ProbeSpec("sharpness", every=curvature_every, kwargs={"iters": HESSIAN_ITERS}))
-    return probes
+    return [p for p in probes if p.name in only]
+
+
+def with_probes(cfg: RunConfig, only) -> RunConfig:
+    """The same run carrying only the named probes of its book probe set."""
+    return cfg.replace(probes=[p for p in cfg.probes if p.name in only])
 
 
 def check_layers(name: str, layers, valid) -> list[int]:
@@ -78,7 +92,9 @@ def _vgg(params: dict) -> RunConfig:
 def training_grid(lrs, norms, seeds, **params) -> dict[tuple, list[RunConfig]]:
     """Figure 1: VGG with each normalization at each learning rate. {(norm, lr): [config per seed]}"""
     base = _vgg(params)
-    return {(norm, lr): seeded(base.replace(**{"model.norm": norm, "optim.lr": lr}), seeds)
+    plain = with_probes(base, ())     # only the reference LR's activations are plotted here
+    return {(norm, lr): seeded((base if lr == lrs[0] else plain).replace(**{"model.norm": norm, "optim.lr": lr}),
+                               seeds)
             for norm in norms for lr in lrs}
 
 
@@ -86,14 +102,19 @@ def ics_grid(lrs, norms, noise_norms, seeds, dln_lrs, dln_seeds, dln_steps, dln_
              dln_curvature_every, **params) -> dict[tuple, list[RunConfig]]:
     """The ICS chapter. ('vgg', norm, lr): Figs 2, 3a, 8 (noisy norms at the reference LR lrs[0]
     only); ('dln', norm, lr): Figs 3b, 9."""
+    # Reference-LR runs carry every probe (shared with the other chapters); the others carry what
+    # this chapter plots: ICS at every LR, activation samples of the noisy-BN runs.
     vgg = _vgg(params)
-    grid = {("vgg", n, lr): seeded(vgg.replace(**{"model.norm": n, "optim.lr": lr}), seeds)
+    vgg_ics, vgg_noisy = with_probes(vgg, ("ics",)), with_probes(vgg, ("activations", "ics"))
+    grid = {("vgg", n, lr): seeded((vgg if lr == lrs[0] else vgg_ics).replace(**{"model.norm": n, "optim.lr": lr}),
+                                   seeds)
             for n in norms for lr in lrs}
-    grid.update({("vgg", n, lrs[0]): seeded(vgg.replace(**{"model.norm": n, "optim.lr": lrs[0]}), seeds)
+    grid.update({("vgg", n, lrs[0]): seeded(vgg_noisy.replace(**{"model.norm": n, "optim.lr": lrs[0]}), seeds)
                  for n in noise_norms})
     dln = dln_base(dln_steps, dln_probe_every, dln_curvature_every)
-    grid.update({("dln", n, lr): seeded(dln.replace(**{"model.norm": n, "optim.lr": lr}), dln_seeds)
-                 for n in norms for lr in dln_lrs})
+    dln_ics = with_probes(dln, ("ics",))
+    grid.update({("dln", n, lr): seeded((dln if lr == dln_lrs[0] else dln_ics).replace(
+        **{"model.norm": n, "optim.lr": lr}), dln_seeds) for n in norms for lr in dln_lrs})
     return grid
 
 
@@ -125,6 +146,7 @@ def bn_math_grid(arch: str, width: float, steps: int, batch_size: int, lr: float
     base = vgg_config(**{
         "model.arch": arch, "model.width": width, "optim.steps": steps, "optim.batch_size": batch_size,
         "optim.lr": lr, "eval_every": eval_every, "data.eval_train_subset": 0, "precision": precision,
+        "model.memory_format": "contiguous",   # the float64 theory checks rebuild these nets on the NCHW path
         "save_state": True, "probes": [ProbeSpec("unit_std", every=probe_every)],
     })
     return {norm: seeded(base.replace(**{"model.norm": norm}), seeds) for norm in ("none", "batch")}
@@ -133,8 +155,10 @@ def bn_math_grid(arch: str, width: float, steps: int, batch_size: int, lr: float
 GRIDS = {"training": training_grid, "bn_math": bn_math_grid, "ics": ics_grid, "smoothness": smoothness_grid}
 
 
-def run_grid(grid: dict) -> dict:
-    """{key: [result per seed]} from the cache or by training, in this process."""
+def run_grid(grid: dict, workers: int | None = None, threads: int | None = None) -> dict:
+    """{key: [result per seed]}: the runs the cache lacks are trained first in parallel workers
+    (`executor.ensure`, the same path as the book build and the CLI), then every result is read."""
+    ensure(grid_configs(grid), workers, threads, label="grid")
     return {key: [run(cfg) for cfg in cfgs] for key, cfgs in grid.items()}
 
 
@@ -166,10 +190,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("chapter", choices=sorted(GRIDS))
     ap.add_argument("--profile", default=None, help="a profile in book/params (default: notebook defaults)")
-    ap.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes")
+    ap.add_argument("--jobs", "--workers", dest="workers", type=int, default=None,
+                    help="parallel worker processes (default: BNOPT_WORKERS, else 1 on CUDA, else the cores)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="PyTorch threads per worker (default: BNOPT_THREADS, else cores / workers)")
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=PYTHON_LITERAL",
                     help="override parameters, e.g. --set steps=100 'seeds=[0]'")
-    ap.add_argument("--one", help=argparse.SUPPRESS)   # internal: 'index' of one (config, seed) job
     a = ap.parse_args(argv)
     import ast
 
@@ -177,32 +203,15 @@ def main(argv=None) -> int:
     for item in a.set:
         name, _, value = item.partition("=")
         params[name] = ast.literal_eval(value)
-    jobs = grid_configs(GRIDS[a.chapter](**params))
-    if a.one is not None:
-        run(jobs[int(a.one)])
-        return 0
-    t0 = time.time()
-    if a.jobs <= 1:
-        for cfg in jobs:
-            run(cfg)
-    else:
-        pending = list(range(len(jobs)))
-        running: list[subprocess.Popen] = []
-        failed = 0
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // a.jobs))}
-        base_cmd = [sys.executable, "-m", "bnopt.experiments", a.chapter, "--set",
-                    *[f"{k}={v!r}" for k, v in params.items()]]
-        while pending or running:
-            while pending and len(running) < a.jobs:
-                running.append(subprocess.Popen(base_cmd + ["--one", str(pending.pop(0))], env=env))
-            time.sleep(1)
-            for p in [p for p in running if p.poll() is not None]:
-                failed += p.returncode != 0
-                running.remove(p)
-        if failed:
-            print(f"{failed} job(s) failed", file=sys.stderr)
-            return 1
-    print(f"[bnopt] {a.chapter}: {len(jobs)} runs in {time.time() - t0:.0f}s", file=sys.stderr)
+    configs = grid_configs(GRIDS[a.chapter](**params))
+    try:
+        summary = ensure(configs, a.workers, a.threads, label=a.chapter)
+    except RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"[bnopt] {a.chapter}: {summary['trained']} runs trained, {summary['cached']} cached, "
+          f"in {summary['wall_s']:.0f}s on {summary['workers']} worker(s) x {summary['threads']} thread(s)",
+          file=sys.stderr)
     return 0
 
 

@@ -6,6 +6,7 @@ Probes hook a block's `norm` output (the input of the nonlinearity) or its `act`
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .config import ModelConfig
@@ -45,9 +46,16 @@ class VGG(nn.Module):
     With 32x32 inputs the five pools leave a 1x1 map, so the head sees C_last features.
     """
 
+    MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
     def __init__(self, layout: list, norm: str = "none", width: float = 1.0, head: str = "linear",
-                 num_classes: int = 10, conv_bias: bool = True, norm_kwargs: dict | None = None):
+                 num_classes: int = 10, conv_bias: bool = True, norm_kwargs: dict | None = None,
+                 memory_format: str = "contiguous"):
         super().__init__()
+        if memory_format not in self.MEMORY_FORMATS:
+            raise ValueError(f"unknown memory_format {memory_format!r}; valid choices: "
+                             f"{', '.join(self.MEMORY_FORMATS)}")
+        self.memory_format = self.MEMORY_FORMATS[memory_format]
         norm_kwargs = norm_kwargs or {}
         layers, blocks, c_in = [], [], 3
         self._block_pos = []   # index in self.features of each block
@@ -72,9 +80,10 @@ class VGG(nn.Module):
         else:
             raise ValueError(f"unknown VGG head {head!r}; valid choices: linear, mlp")
         glorot_init(self)
+        self.to(memory_format=self.memory_format)   # conv weights (and their grads) in that layout
 
     def forward(self, x):
-        return self.head(self.features(x).flatten(1))
+        return self.head(self.features(x.contiguous(memory_format=self.memory_format)).flatten(1))
 
     def forward_from(self, i: int, h):
         """The network from block #i on (1-based), given block i's input h."""
@@ -115,7 +124,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     check_norm(cfg.norm)
     if cfg.arch in VGG_LAYOUTS:
         return VGG(VGG_LAYOUTS[cfg.arch], cfg.norm, cfg.width, cfg.head, cfg.num_classes,
-                   cfg.conv_bias, cfg.norm_kwargs)
+                   cfg.conv_bias, cfg.norm_kwargs, cfg.memory_format)
     if cfg.arch == "dln":
         return DeepLinear(cfg.depth, cfg.dim, cfg.norm, cfg.norm_kwargs)
     raise ValueError(f"unknown architecture {cfg.arch!r}; valid choices: {', '.join(ARCHS)}")

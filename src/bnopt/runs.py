@@ -52,6 +52,7 @@ def run(cfg: RunConfig, *, device: str | torch.device | None = None, force: bool
     result = train(cfg, task=task, device=device, label=describe(cfg))
     meta = {"git_commit": git_commit(), "versions": library_versions(), "device": result["device"],
             "device_name": result["device_name"], "wall_time_s": result["wall_time_s"],
+            "threads": torch.get_num_threads(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
             "description": describe(cfg)}
     result["meta"] = {**cache.save(key, material, result, meta), "from_cache": False}

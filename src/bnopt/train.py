@@ -59,8 +59,19 @@ def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opti
                            weight_decay=cfg.weight_decay)
 
 
+def sgd_step(model, opt, loss_fn, x, y, autocast=nullcontext):
+    """One optimizer step on (x, y); returns (loss, output) of the forward pass before the update."""
+    opt.zero_grad(set_to_none=True)
+    with autocast():
+        out = model(x)
+    loss = loss_fn(full_precision(out), y)
+    loss.backward()
+    opt.step()
+    return loss, out
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, loss_fn, chunk: int = 1000) -> dict:
+def evaluate(model: torch.nn.Module, split: Split, loss_fn, chunk: int = 250) -> dict:
     """Loss and accuracy over a split in eval mode (BN uses its running statistics)."""
     was_training = model.training
     model.eval()
@@ -121,12 +132,7 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
             if t % spec.every == 0:
                 ctx = ProbeContext(t, model, x, y, opt, loss_fn)
                 probe_records[spec.name].append({"step": t, "data": probe(ctx)})
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-            out = model(x)
-        loss = loss_fn(full_precision(out), y)
-        loss.backward()
-        opt.step()
+        loss, out = sgd_step(model, opt, loss_fn, x, y, autocast)
         losses[t] = loss.detach()
         if classify:
             accs[t] = (out.detach().argmax(1) == y).float().mean()

@@ -1,0 +1,169 @@
+"""Run many configurations in parallel worker processes; results land in the run cache.
+
+One interface for the notebooks, the book build and the CLI: `ensure(configs)` trains every
+configuration that the cache does not hold yet and returns when all are cached. Notebooks then only
+read results (`runs.run` finds each one in the cache).
+
+Engine: `concurrent.futures.ProcessPoolExecutor` (spawn start method) with `workers` processes, each
+pinned to `threads` PyTorch threads. Any `concurrent.futures.Executor` can be passed as `executor=`
+instead; a cluster engine (submitit's executors) goes behind the same `ensure` call later.
+
+Why workers x 1 thread: on this project's 2-core CPU the quick VGG (1/8 width) and the 10 x 10 deep
+linear network gain little from a second thread inside one process, while two single-threaded
+processes run side by side at nearly full speed each (`make bench`, part (c), measures both on the
+machine at hand). Two processes that each use every core slow each other 5-10x (oversubscription), so
+threads are always set explicitly. On CUDA the default is one worker (the GPU is the shared resource).
+
+Determinism: a CPU run is bit-reproducible for a fixed thread count; results differ in rounding
+between 1 and 2 threads (and so, after many SGD steps, at the level of seed-to-seed noise). The thread
+count each run used is recorded in its cache metadata (`meta['threads']`).
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig, canonical_json
+from .progress import message
+
+
+class RunFailed(RuntimeError):
+    """One or more runs raised; the message names each config, its cache key and its log file."""
+
+
+def default_workers(device: torch.device | None = None) -> int:
+    """BNOPT_WORKERS, else 1 on CUDA, else the number of cores."""
+    env = os.environ.get("BNOPT_WORKERS", "").strip()
+    if env:
+        n = int(env)
+        if n < 1:
+            raise ValueError(f"BNOPT_WORKERS must be >= 1, got {env!r}")
+        return n
+    from .train import resolve_device
+    if (device or resolve_device()).type == "cuda":
+        return 1
+    return max(1, os.cpu_count() or 1)
+
+
+def default_threads(workers: int) -> int:
+    """BNOPT_THREADS, else the cores shared out evenly between the workers (at least 1)."""
+    env = os.environ.get("BNOPT_THREADS", "").strip()
+    if env:
+        n = int(env)
+        if n < 1:
+            raise ValueError(f"BNOPT_THREADS must be >= 1, got {env!r}")
+        return n
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def estimated_cost(cfg: RunConfig) -> float:
+    """A rough relative cost, only to start the longest runs first (better packing of the pool)."""
+    probes = {p.name: p.every for p in cfg.probes}
+    if cfg.model.arch == "dln":        # `make bench`: a 10x10 DLN step is 5-10 % of a 1/8-width VGG step
+        per_step = 0.05 if cfg.model.norm == "none" else 0.1
+    else:
+        per_step = {"none": 1.0, "batch": 1.3}.get(cfg.model.norm, 2.2) * cfg.model.width / 0.125
+    extra = sum(6.0 / every for name, every in probes.items() if name != "sharpness")
+    extra += 60.0 / probes["sharpness"] if "sharpness" in probes else 0.0
+    return cfg.optim.steps * per_step * (1.0 + extra)
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+
+
+def _run_one(cfg_dict: dict, log_dir: str) -> dict:
+    """Worker body: train (or find) one config; on failure write the traceback to a log and re-raise
+    a message that names it."""
+    from .runs import describe, run
+
+    cfg = RunConfig.from_dict(cfg_dict)
+    t0 = time.perf_counter()
+    try:
+        result = run(cfg)
+    except BaseException as e:
+        log = Path(log_dir) / f"failed-{int(time.time())}-{os.getpid()}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"{describe(cfg)}\n{canonical_json(cfg_dict)}\n\n{traceback.format_exc()}")
+        raise RunFailed(f"{describe(cfg)}: {type(e).__name__}: {e} (log: {log})") from None
+    return {"key": result["meta"]["key"], "wall_time_s": time.perf_counter() - t0,
+            "from_cache": result["meta"].get("from_cache", False)}
+
+
+def local_pool(workers: int, threads: int) -> ProcessPoolExecutor:
+    """A pool of `workers` spawned processes with `threads` PyTorch threads each."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+
+
+def missing(configs: list[RunConfig]) -> list[RunConfig]:
+    """The distinct configs that the run cache does not hold yet (data is prepared once, here)."""
+    from .cache import RunCache
+    from .runs import get_task
+    from .train import resolve_device
+
+    cache, device, seen, out, fingerprints = RunCache(), resolve_device(), set(), [], {}
+    for cfg in configs:
+        text = canonical_json(cfg.to_dict())
+        if text in seen:
+            continue
+        seen.add(text)
+        data = canonical_json(cfg.data.__dict__)
+        if data not in fingerprints:        # one load per dataset, not per run
+            fingerprints[data] = get_task(cfg, device).fingerprint
+        if not cache.has(cache.key({"config": cfg.to_dict(), "data_fingerprint": fingerprints[data]})):
+            out.append(cfg)
+    return out
+
+
+def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | None = None,
+           executor=None, label: str = "runs") -> dict:
+    """Train every config not in the cache, `workers` at a time, longest first. Returns a summary
+    {'trained': n, 'cached': n, 'wall_s': s, 'workers': w, 'threads': t}. Raises RunFailed naming
+    every failed config (the others still finish and stay cached)."""
+    todo = missing(configs)
+    n_cached = len({canonical_json(c.to_dict()) for c in configs}) - len(todo)
+    workers = workers or default_workers()
+    threads = threads or default_threads(workers)
+    summary = {"trained": len(todo), "cached": n_cached, "wall_s": 0.0, "workers": workers,
+               "threads": threads}
+    if not todo:
+        return summary
+    from .paths import data_home
+    todo.sort(key=estimated_cost, reverse=True)
+    log_dir = str(data_home() / "runs" / ".logs")
+    message(f"{label}: {len(todo)} runs to train ({n_cached} cached) on {workers} worker(s) x "
+            f"{threads} thread(s)")
+    t0 = time.perf_counter()
+    own = executor is None
+    pool = local_pool(workers, threads) if own else executor
+    failures = []
+    try:
+        futures = {pool.submit(_run_one, cfg.to_dict(), log_dir) for cfg in todo}
+        done = 0
+        while futures:
+            finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for f in finished:
+                done += 1
+                try:
+                    f.result()
+                except RunFailed as e:
+                    failures.append(str(e))
+                message(f"{label}: {done}/{len(todo)} runs finished ({time.perf_counter() - t0:.0f}s)")
+    finally:
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
+    summary["wall_s"] = time.perf_counter() - t0
+    if failures:
+        raise RunFailed(f"{len(failures)} of {len(todo)} runs failed:\n" + "\n".join(failures))
+    return summary
