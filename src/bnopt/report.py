@@ -36,3 +36,34 @@ def pm_g(values, digits: int = 2) -> str:
         return "n/a"
     s = v.std(ddof=1) if len(v) > 1 else 0.0
     return f"{v.mean():.{digits}g} ± {s:.2g}"
+
+
+def glued_values(stage) -> dict:
+    """{chapter: {name: text}} of every value glued in the executed notebooks of a staging tree
+    (Markdown as its text, figures as '<figure>'), to compare two builds number by number:
+    python -m bnopt.report _stage > glued.json"""
+    import json
+    from pathlib import Path
+
+    out = {}
+    for nb_path in sorted(Path(stage).glob("*.ipynb")):
+        if nb_path.name.startswith("."):
+            continue
+        values = {}
+        for cell in json.loads(nb_path.read_text()).get("cells", []):
+            for o in cell.get("outputs", []):
+                name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+                if name:
+                    data = o.get("data", {})
+                    text = data.get("text/markdown", data.get("text/plain", "<figure>"))
+                    values[name] = "<figure>" if "image/png" in data else \
+                        ("".join(text) if isinstance(text, list) else text)
+        out[nb_path.stem] = values
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(glued_values(sys.argv[1] if len(sys.argv) > 1 else "_stage"), indent=1, sort_keys=True))
