@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bnopt import bnmath, curvature
 from bnopt.config import ModelConfig, ProbeSpec
 from bnopt.models import build_model
-from bnopt.probes import ProbeContext, UnitStd, model_state_equal
+from bnopt.probes import ProbeContext, UnitStd, build_probe, model_state_equal
 
 D = torch.float64
 
@@ -262,4 +262,4 @@ def test_unit_std_probe_matches_manual_and_restores():
     manual = out.detach().transpose(0, 1).reshape(out.shape[1], -1).std(1, unbiased=False)
     assert torch.allclose(rec[1]["sigma"], manual, atol=1e-6)
     assert set(rec) == set(range(1, 9)) and torch.equal(rec[3]["gamma"], net.blocks[2].norm.weight.detach())
-    assert ProbeSpec("unit_std").name == "unit_std"
+    assert isinstance(build_probe(ProbeSpec("unit_std").name, net), UnitStd)   # the name reaches the class

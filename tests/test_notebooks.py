@@ -20,7 +20,12 @@ def test_every_chapter_executes_at_tiny_profile(tiny_data, tmp_path, monkeypatch
     its text, and training progress reaches the terminal but not the book."""
     monkeypatch.delenv("BNOPT_PROGRESS", raising=False)
     stage = tmp_path / "stage"
+    stage.mkdir()
+    leftover = stage / ".training.executing.ipynb"     # what a killed build of the old layout left
+    leftover.write_text("{}")
     timings = B.stage_book(ROOT, stage, "tiny")
+    assert not leftover.exists()
+    assert list(B.executing_dir(stage).glob("*.ipynb")) == []  # nothing half-executed anywhere
     assert set(timings) == {"runs", *(p.stem for p in B.chapters(ROOT))}   # runs: the parallel pool first
     record = json.loads((stage / ".build-times.json").read_text())
     assert record["runs_trained"] > 0 and set(record["chapters"]) == {p.stem for p in B.chapters(ROOT)}

@@ -139,4 +139,6 @@ def test_probe_registry_errors():
         ActivationSampler(build_model(tiny_vgg().model), layers=(9,))
     with pytest.raises(ValueError, match="pre_act, post_act, layer"):
         ActivationSampler(build_model(tiny_vgg().model), where="middle")
-    assert "activations" in PROBES and callable(register)
+    assert "activations" in PROBES
+    with pytest.raises(ValueError, match="probe 'activations' is already registered"):
+        register("activations")(type("Again", (), {}))

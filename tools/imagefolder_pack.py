@@ -18,11 +18,20 @@ def pack(src: Path, out: Path) -> None:
     print(f"packed {len(files)} files, {offsets[-1] / 1e6:.1f} MB -> {out}")
 
 
+def safe_target(dest: Path, name: str) -> Path:
+    """dest / name, or ValueError when the entry would land outside dest (absolute, '..', links)."""
+    root = dest.resolve()
+    target = (root / name).resolve()
+    if Path(name).is_absolute() or target != root and root not in target.parents:
+        raise ValueError(f"archive entry {name!r} escapes the target folder {dest}; nothing was unpacked")
+    return target
+
+
 def unpack(src: Path, dest: Path) -> None:
-    z = np.load(src)
+    z = np.load(src, allow_pickle=False)
     data, offsets, names = z["data"], z["offsets"], z["names"]
-    for i, name in enumerate(names):
-        p = dest / str(name)
+    targets = [safe_target(dest, str(name)) for name in names]   # check every entry before writing any
+    for i, p in enumerate(targets):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data[offsets[i]:offsets[i + 1]].tobytes())
     print(f"unpacked {len(names)} files -> {dest}")

@@ -43,8 +43,35 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+def _no_duplicate_keys(loader, node, deep=False):
+    """A mapping whose explicit keys are unique (keys merged in with `<<:` may be overridden)."""
+    seen = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = key_node.value
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+
+
 def load_yaml(path: Path) -> dict:
-    return yaml.load(path.read_text(), Loader=_Loader) or {}
+    """A YAML file as a dict; a syntax error or a duplicate key raises BuildError naming the file
+    and line (YAML would otherwise keep the last of two equal keys silently)."""
+    try:
+        data = yaml.load(Path(path).read_text(), Loader=_Loader) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        raise BuildError(f"{where}: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(data, dict):
+        raise BuildError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
 
 
 def book_dir(root: Path) -> Path:
@@ -119,26 +146,35 @@ def profile_parameters(root: Path, profile: str) -> dict[str, dict]:
     if unknown_ch:
         raise BuildError(f"profile {profile!r} names chapters not in _toc.yml: {unknown_ch}; "
                          f"chapters: {sorted(nbs)}")
-    for stem, values in params.items():
-        check_parameters(nbs[stem], values or {})
-    return {stem: params.get(stem) or {} for stem in nbs}
+    out = {}
+    for stem in nbs:
+        values = params.get(stem) or {}
+        if not isinstance(values, dict):
+            raise BuildError(f"profile {profile!r}: section {stem!r} must be a mapping of parameters, got {values!r}")
+        out[stem] = check_parameters(nbs[stem], values, f"chapter {stem!r} (profile {profile!r})")
+    return out
 
 
-def check_parameters(nb_path: Path, values: dict) -> None:
-    declared = notebook_parameters(nb_path)
-    unknown = sorted(set(values) - set(declared))
-    if unknown:
-        raise BuildError(f"unknown parameter(s) {unknown} for chapter {nb_path.stem!r}; "
-                         f"its parameters: {sorted(declared)}")
+def check_parameters(nb_path: Path, values: dict, where: str | None = None) -> dict:
+    """`values` coerced to the chapter's declared parameter types (bnopt.params), or BuildError."""
+    from .params import ParameterError, coerce_parameters
+    try:
+        return coerce_parameters(notebook_parameters(nb_path), values, where or f"chapter {nb_path.stem!r}")
+    except ParameterError as e:
+        raise BuildError(str(e)) from None
 
 
 def execute_chapter(nb_path: Path, out_path: Path, parameters: dict, cwd: Path | None = None) -> float:
     """Execute one chapter with papermill. On failure, delete the output (and raise)."""
     import papermill
 
-    check_parameters(nb_path, parameters)
+    parameters = check_parameters(nb_path, parameters)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.executing.ipynb")
+    # The notebook executes into a folder beside the stage (Jupyter Book reads every notebook in the
+    # stage, so a killed build must leave nothing half-executed there); one file per process.
+    scratch = executing_dir(out_path.parent)
+    scratch.mkdir(parents=True, exist_ok=True)
+    tmp = scratch / f"{out_path.stem}.{os.getpid()}.ipynb"
     out_path.unlink(missing_ok=True)   # never leave the previous build's copy in place on failure
     t0 = time.perf_counter()
     try:
@@ -153,9 +189,21 @@ def execute_chapter(nb_path: Path, out_path: Path, parameters: dict, cwd: Path |
     return time.perf_counter() - t0
 
 
+def executing_dir(stage: Path) -> Path:
+    """Where chapters execute before they move into the stage (a sibling of the stage)."""
+    return stage.parent / f".{stage.name}-executing"
+
+
 def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = None) -> dict:
     """Mirror book/ into the staging tree, executing the chapters. Returns {chapter: seconds}."""
     params = profile_parameters(root, profile)
+    valid = [nb.stem for nb in chapters(root)]
+    unknown = sorted(set(only or []) - set(valid))
+    if unknown:
+        raise BuildError(f"--only names unknown chapter(s) {unknown}; chapters: {', '.join(valid)}")
+    for leftover in stage.glob(".*.executing.ipynb"):   # from builds before the executing folder
+        leftover.unlink()
+    shutil.rmtree(executing_dir(stage), ignore_errors=True)
     src = book_dir(root)
     stage.mkdir(parents=True, exist_ok=True)
     for f in src.rglob("*"):   # static pages, bibliography, images
@@ -280,7 +328,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="quick", help=f"one of: {', '.join(profiles(root))}")
     ap.add_argument("--stage", default=str(root / "_stage"), help="folder for executed notebooks")
-    ap.add_argument("--only", nargs="*", help="execute only these chapters (others must be staged)")
+    ap.add_argument("--only", nargs="+", help="execute only these chapters (others must be staged)")
     ap.add_argument("--no-html", action="store_true", help="execute chapters, skip jupyter-book")
     a = ap.parse_args(argv)
     try:

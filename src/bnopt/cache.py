@@ -6,8 +6,11 @@ Layout: `data/runs/<key>/` with
   result.pt    the result dict (tensors and numbers; loads with weights_only=True)
 
 An entry is written into a scratch folder and renamed into place, so readers never see a partial
-entry. A corrupt entry (missing file, unreadable, checksum mismatch) is reported with a warning,
-removed and recomputed.
+entry. Entries are write-once: when several processes compute the same key, the first rename wins
+and the others keep that entry (their own copy is dropped), so no reader ever sees an entry being
+replaced and exactly one entry results. A corrupt entry (missing file, unreadable, checksum mismatch)
+is reported with a warning, moved aside atomically, removed and recomputed. Scratch folders left by
+a killed writer are removed by the next save once they are older than STALE_SCRATCH_S.
 """
 from __future__ import annotations
 
@@ -26,6 +29,23 @@ import torch
 
 from .config import config_hash
 from .paths import data_home, repo_root
+
+
+STALE_SCRATCH_S = 3600.0   # a save takes seconds; a scratch folder this old belongs to a dead writer
+
+
+def remove_stale(folder: Path, pattern: str, age_s: float = STALE_SCRATCH_S) -> int:
+    """Remove entries of `folder` matching `pattern` that are older than `age_s`; returns how many."""
+    import time
+    n = 0
+    for p in Path(folder).glob(pattern):
+        try:
+            if time.time() - p.stat().st_mtime > age_s:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+                n += 1
+        except OSError:
+            pass                  # another process removed it first
+    return n
 
 
 def _sha256(data: bytes) -> str:
@@ -86,7 +106,12 @@ class RunCache:
             result = torch.load(io.BytesIO(blob), weights_only=True)
         except Exception as e:
             warnings.warn(f"run cache entry {d} is corrupt ({type(e).__name__}: {e}); recomputing it")
-            shutil.rmtree(d, ignore_errors=True)
+            aside = d.with_name(f".corrupt-{key}-{os.getpid()}")
+            try:
+                os.rename(d, aside)   # atomic: no other reader or writer sees it half-deleted
+            except OSError:
+                return None           # someone else moved it already
+            shutil.rmtree(aside, ignore_errors=True)
             return None
         result["meta"] = meta
         return result
@@ -98,15 +123,19 @@ class RunCache:
         torch.save({k: v for k, v in result.items() if k != "meta"}, buf)
         blob = buf.getvalue()
         meta = {**meta, "key": key, "result_sha256": _sha256(blob)}
+        remove_stale(self.root, ".tmp-*")
         scratch = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{key}-"))
         try:
             (scratch / "config.json").write_text(json.dumps(key_material, indent=2, sort_keys=True))
             (scratch / "result.pt").write_bytes(blob)
             (scratch / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-            final = self.path(key)
-            if final.exists():        # a concurrent writer won, or a stale entry: keep one
-                shutil.rmtree(final, ignore_errors=True)
-            os.replace(scratch, final)
+            try:
+                os.rename(scratch, self.path(key))   # fails if the key exists: the first writer wins
+            except OSError:
+                if not self.has(key):
+                    raise
+                shutil.rmtree(scratch, ignore_errors=True)
+                return json.loads((self.path(key) / "meta.json").read_text())
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise

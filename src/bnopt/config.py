@@ -10,8 +10,42 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of its allowed range or of the wrong type; the message names the
+    field, the bad value and what is allowed."""
+
+
+def _int(where: str, v, lo: int | None = None) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{where} must be an integer{f' >= {lo}' if lo is not None else ''}, got {v!r}")
+    if lo is not None and v < lo:
+        raise ConfigError(f"{where} must be >= {lo}, got {v!r}")
+
+
+def _num(where: str, v, *, gt: float | None = None, ge: float | None = None, lt: float | None = None) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"{where} must be a finite number, got {v!r}")
+    if gt is not None and not v > gt:
+        raise ConfigError(f"{where} must be > {gt:g}, got {v!r}")
+    if ge is not None and not v >= ge:
+        raise ConfigError(f"{where} must be >= {ge:g}, got {v!r}")
+    if lt is not None and not v < lt:
+        raise ConfigError(f"{where} must be < {lt:g}, got {v!r}")
+
+
+def _choice(where: str, v, choices) -> None:
+    if v not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}; got {v!r}")
+
+
+def _type(where: str, v, t, what: str) -> None:
+    if not isinstance(v, t):
+        raise ConfigError(f"{where} must be {what}, got {v!r}")
 
 # Bump when a change to the code alters results of an existing config (invalidates the run cache).
 CACHE_VERSION = 1
@@ -32,6 +66,20 @@ class ModelConfig:
                                  # 1.4-2x faster evaluation with oneDNN on a 2-core AVX2 CPU, `make bench`)
                                  # | 'contiguous' (NCHW). Same maths, other rounding: part of the key.
 
+    def __post_init__(self):
+        from .models import ARCHS
+        from .norms import available
+        _choice("model.arch", self.arch, ARCHS)
+        _choice("model.norm", self.norm, available())
+        _type("model.norm_kwargs", self.norm_kwargs, dict, "a dict")
+        _num("model.width", self.width, gt=0)
+        _choice("model.head", self.head, ("linear", "mlp"))
+        _type("model.conv_bias", self.conv_bias, bool, "true or false")
+        _int("model.depth", self.depth, 1)
+        _int("model.dim", self.dim, 1)
+        _int("model.num_classes", self.num_classes, 2)
+        _choice("model.memory_format", self.memory_format, ("channels_last", "contiguous"))
+
 
 @dataclass
 class DataConfig:
@@ -43,6 +91,15 @@ class DataConfig:
     dln_samples: int = 1000      # DLN: fixed dataset size [paper: 1000]
     data_seed: int = 0           # seed of the synthetic DLN data (x ~ N(0, I), A_ij ~ N(0, 1))
 
+    def __post_init__(self):
+        _choice("data.dataset", self.dataset, ("cifar10", "dln"))
+        _int("data.train_subset", self.train_subset, 0)
+        _type("data.augment", self.augment, bool, "true or false")
+        _type("data.standardize", self.standardize, bool, "true or false")
+        _int("data.eval_train_subset", self.eval_train_subset, 0)
+        _int("data.dln_samples", self.dln_samples, 1)
+        _int("data.data_seed", self.data_seed, 0)
+
 
 @dataclass
 class OptimConfig:
@@ -52,12 +109,25 @@ class OptimConfig:
     batch_size: int = 128        # examples per step [paper: 128; DLN: full batch]
     steps: int = 15000           # optimizer steps [paper: 15k VGG, 10k DLN]
 
+    def __post_init__(self):
+        _num("optim.lr", self.lr, gt=0)
+        _num("optim.momentum", self.momentum, ge=0, lt=1)
+        _num("optim.weight_decay", self.weight_decay, ge=0)
+        _int("optim.batch_size", self.batch_size, 1)
+        _int("optim.steps", self.steps, 1)
+
 
 @dataclass
 class ProbeSpec:
     name: str                    # a name in bnopt.probes (e.g. 'activations')
     every: int = 100             # run before every `every`-th optimizer step (step 0 included)
     kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from .probes import PROBES
+        _choice("probe name", self.name, sorted(PROBES))
+        _int(f"probes[{self.name}].every", self.every, 1)
+        _type(f"probes[{self.name}].kwargs", self.kwargs, dict, "a dict")
 
 
 @dataclass
@@ -72,6 +142,22 @@ class RunConfig:
     precision: str = "fp32"      # 'fp32' | 'tf32' (CUDA matmul/conv in TF32) | 'bf16' (CUDA autocast)
     save_state: bool = False     # keep the final weights and buffers (state_dict) in the result
     cache_version: int = CACHE_VERSION
+
+    def __post_init__(self):
+        from .train import PRECISIONS
+        for name, t in (("model", ModelConfig), ("data", DataConfig), ("optim", OptimConfig)):
+            _type(name, getattr(self, name), t, f"a {t.__name__}")
+        _type("probes", self.probes, list, "a list of ProbeSpec")
+        for p in self.probes:
+            _type("probes[...]", p, ProbeSpec, "a ProbeSpec")
+        _int("seed", self.seed, 0)
+        _int("eval_every", self.eval_every, 0)
+        _num("divergence_factor", self.divergence_factor, gt=1)
+        _choice("precision", self.precision, PRECISIONS)
+        _type("save_state", self.save_state, bool, "true or false")
+        if self.optim.batch_size > 0 and self.data.dataset == "dln" and self.optim.batch_size > self.data.dln_samples:
+            raise ConfigError(f"optim.batch_size must be <= data.dln_samples ({self.data.dln_samples}), "
+                              f"got {self.optim.batch_size}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

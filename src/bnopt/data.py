@@ -59,7 +59,9 @@ def _fingerprint(*tensors: torch.Tensor) -> str:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
+    from .cache import remove_stale
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, ".*.tmp")           # left by a killed writer
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -130,6 +132,32 @@ def _decode(files: list[tuple[Path, int]], size: tuple[int, int] | None) -> tupl
     return x, y
 
 
+def content_hash(root: Path, files: list[tuple[Path, int]]) -> str:
+    """sha256 over every image's relative path, label and bytes: the key of the decoded cache, so an
+    image replaced by another (of any size) is decoded again. Reading 60k files takes seconds, so
+    the hash is memoised per stat listing (path, label, size, mtime): a replaced file has a new
+    mtime, and then the bytes are read again."""
+    listing = hashlib.sha256()
+    for p, label in files:
+        st = p.stat()
+        listing.update(f"{p.relative_to(root)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    memo = data_home() / "cache" / f"listing-{listing.hexdigest()[:24]}.sha256"
+    if memo.exists():
+        text = memo.read_text().strip()
+        if len(text) == 64:
+            return text
+    h = hashlib.sha256()
+    for p, label in files:
+        h.update(f"{p.relative_to(root)}|{label}|".encode())
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    digest = h.hexdigest()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+    tmp.write_text(digest)
+    os.replace(tmp, memo)
+    return digest
+
+
 def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | None = (32, 32)) -> ImageSet:
     """Decode an image-folder tree (train/<class>/*, test/<class>/*) once; later calls hit the cache."""
     root = Path(root).expanduser().resolve()
@@ -141,10 +169,8 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     if train_classes != test_classes:
         raise DataError(f"train/ and test/ in {root} have different class folders: "
                         f"{train_classes} vs {test_classes}.")
-    listing = hashlib.sha256()
-    for p, label in train_files + test_files:
-        listing.update(f"{p.relative_to(root)}|{label}|{p.stat().st_size}\n".encode())
-    cache = data_home() / "cache" / f"imagefolder-{listing.hexdigest()[:16]}.pt"
+    content = content_hash(root, train_files + test_files)
+    cache = data_home() / "cache" / f"imagefolder-{content[:16]}.pt"
     cached = _load_decoded(cache)
     if cached is not None:
         return cached

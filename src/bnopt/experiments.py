@@ -182,7 +182,7 @@ def chapter_parameters(chapter: str, profile: str | None) -> dict:
     root = repo_root()
     params = notebook_parameters(book_dir(root) / f"{chapter}.ipynb")
     if profile:
-        params.update(profile_parameters(root, profile).get(chapter, {}))
+        params.update(profile_parameters(root, profile).get(chapter, {}))   # coerced and checked there
     return params
 
 
@@ -199,14 +199,25 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import ast
 
-    params = chapter_parameters(a.chapter, a.profile)
-    for item in a.set:
-        name, _, value = item.partition("=")
-        params[name] = ast.literal_eval(value)
-    configs = grid_configs(GRIDS[a.chapter](**params))
+    from .build import BuildError
+    from .config import ConfigError
+    from .params import ParameterError, coerce_parameters
+
     try:
+        params = chapter_parameters(a.chapter, a.profile)
+        given = {}
+        for item in a.set:
+            name, eq, value = item.partition("=")
+            if not eq:
+                raise ParameterError(f"--set {item!r}: expected NAME=VALUE")
+            try:
+                given[name] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                given[name] = value                      # a bare word: a string, coerced below
+        params.update(coerce_parameters(params, given, f"chapter {a.chapter!r}"))
+        configs = grid_configs(GRIDS[a.chapter](**params))
         summary = ensure(configs, a.workers, a.threads, label=a.chapter)
-    except RunFailed as e:
+    except (RunFailed, BuildError, ConfigError, ParameterError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"[bnopt] {a.chapter}: {summary['trained']} runs trained, {summary['cached']} cached, "

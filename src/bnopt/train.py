@@ -32,11 +32,24 @@ LOSSES = {"cross_entropy": F.cross_entropy, "half_sse": half_sse}
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """Explicit device, else BNOPT_DEVICE, else CUDA when available, else CPU."""
-    device = device or os.environ.get("BNOPT_DEVICE", "").strip() or None
+    """Explicit device, else BNOPT_DEVICE, else CUDA when available, else CPU. A device that does
+    not exist here raises ValueError naming where it came from and the valid choices."""
+    env = os.environ.get("BNOPT_DEVICE", "").strip()
+    source = "device" if device is not None else "BNOPT_DEVICE"
+    device = device or env or None
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    valid = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                       if torch.cuda.is_available() else [])
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{source}={device!r} is not a device; valid choices here: {', '.join(valid)}") from None
+    if dev.type not in ("cpu", "cuda") or (dev.type == "cuda" and (
+            not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count())):
+        raise ValueError(f"{source}={device!r} is not available on this machine; valid choices here: "
+                         f"{', '.join(valid)}")
+    return dev
 
 
 def set_precision(precision: str, device: torch.device):
