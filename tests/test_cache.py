@@ -41,11 +41,14 @@ def test_seeds_are_separate_entries(home):
     assert len(RunCache().entries()) == 3
 
 
-@pytest.mark.parametrize("damage", ["truncate", "delete_meta", "bad_json"])
+@pytest.mark.parametrize("damage", ["truncate", "delete_meta", "bad_json", "other_valid_result"])
 def test_corrupt_entry_is_detected_and_recomputed(home, damage):
     r = bnopt.run(small_dln(), device="cpu")
     d = home / "runs" / r["meta"]["key"]
-    if damage == "truncate":
+    if damage == "other_valid_result":      # loadable, but not what was saved: only the checksum sees it
+        torch.save({**{k: v for k, v in r.items() if k != "meta"}, "train_loss": r["train_loss"] + 1},
+                   d / "result.pt")
+    elif damage == "truncate":
         blob = (d / "result.pt").read_bytes()
         (d / "result.pt").write_bytes(blob[: len(blob) // 2])
     elif damage == "delete_meta":
