@@ -158,12 +158,17 @@ def component_costs(kind: str, s: dict, reps: int, probe_reps: int) -> dict:
     calls = {spec.name: math.ceil(steps / spec.every) for spec in cfg.probes}
     if task.evals:
         calls["eval"] = (steps // cfg.eval_every if cfg.eval_every else 0) or 1
-    overhead = sum(med[k] * n for k, n in calls.items())
     return {"kind": kind, "config": describe_kind(cfg), "plain_step_s": plain,
             "seconds": med, "x_plain": {k: v / plain for k, v in med.items()},
             "calls_per_run": calls, "steps_per_run": steps,
             "share_of_run": {k: med[k] * n / (plain * steps) for k, n in calls.items()},
-            "ratio_estimated": 1 + overhead / (plain * steps)}
+            "ratio_estimated": run_ratio(med, calls, steps)}
+
+
+def run_ratio(seconds: dict, calls: dict, steps: int) -> float:
+    """Instrumented / plain wall time of a run: (steps x step + sum of calls x cost) / (steps x step).
+    seconds: per call, with 'step' the plain step; calls: how many times each component runs."""
+    return 1 + sum(seconds[k] * n for k, n in calls.items()) / (seconds["step"] * steps)
 
 
 def describe_kind(cfg: RunConfig) -> str:
