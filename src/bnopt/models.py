@@ -92,6 +92,18 @@ class VGG(nn.Module):
         return self.head(h.flatten(1))
 
 
+class FeatureMajorLinear(nn.Linear):
+    """nn.Linear without bias that returns x W^T stored feature-major: (W x^T)^T, a (N, C) view of
+    a contiguous (C, N) tensor. For the DLN's 1000 x 10 activations MKL computes W x^T about 7x
+    faster than x W^T (9 vs 69 us, measured here); the next layer's x^T is then contiguous again.
+    Same values up to rounding, same parameters; callers see an ordinary (N, C) tensor."""
+
+    def forward(self, x):
+        if self.bias is not None or x.dim() != 2:
+            return super().forward(x)
+        return (self.weight @ x.t()).t()
+
+
 class DeepLinear(nn.Module):
     """k square linear layers, no bias, no nonlinearity: x -> W_k ... W_1 x (paper App. A.1).
 
@@ -104,7 +116,7 @@ class DeepLinear(nn.Module):
         super().__init__()
         norm_kwargs = norm_kwargs or {}
         self.blocks = nn.ModuleList(
-            Block(nn.Linear(dim, dim, bias=False),
+            Block(FeatureMajorLinear(dim, dim, bias=False),
                   make_norm(norm if i < depth - 1 else "none", dim, spatial=False, **norm_kwargs),
                   nn.Identity())
             for i in range(depth))
