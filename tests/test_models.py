@@ -47,7 +47,7 @@ def test_mlp_head_and_bad_head():
 
 
 def test_unknown_norm_and_arch_list_valid_names():
-    with pytest.raises(ValueError, match=r"unknown normalization 'batchnorm'; valid choices: batch, .*none"):
+    with pytest.raises(ValueError, match=r"model.norm must be one of batch, .*none; got 'batchnorm'"):
         build_model(ModelConfig(norm="batchnorm"))
     with pytest.raises(ValueError, match="vgg11, vgg13, vgg16, dln"):
         build_model(ModelConfig(arch="resnet18"))
