@@ -20,8 +20,8 @@ All timings run in one process with the repetitions of every component interleav
 spell of the machine hits all of them alike), medians reported; the thread count is set explicitly.
 The models are the book's (the profile's VGG width and the paper's 25 x 10 DLN) on synthetic data
 of CIFAR-10's shapes, so the bench needs no dataset. `--quick` (what the book's cost page and
-`make bench QUICK=1` run) uses fewer repetitions, skips the measured whole runs and takes under a
-minute on 2 cores.
+`make bench QUICK=1` run) uses one round, times the evaluation on a fifth of the images (scaled up),
+skips the measured whole runs and takes under a minute on 2 cores.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def synthetic_task(cfg: RunConfig) -> Task:
     evals = {"test": split(10000)}
     if cfg.data.eval_train_subset:
         evals["train_eval"] = split(cfg.data.eval_train_subset)
-    return Task(split(50000), evals, "cross_entropy", "bench")
+    return Task(split(10000), evals, "cross_entropy", "bench")   # gather cost does not depend on N
 
 
 # --------------------------------------------------------------------------------------------------
@@ -120,9 +120,11 @@ def _timed(fn, n: int = 1) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def component_costs(kind: str, s: dict, reps: int, probe_reps: int) -> dict:
+def component_costs(kind: str, s: dict, reps: int, probe_reps: int, eval_fraction: float = 1.0) -> dict:
     """Median seconds per call of each component, interleaved over `reps` rounds (the expensive
-    probes and the evaluation in the first `probe_reps` rounds only)."""
+    probes and the evaluation in the first `probe_reps` rounds only). With eval_fraction < 1 the
+    evaluation is timed on that fraction of each split's images and scaled up (its cost is linear
+    in the number of images: one forward pass per chunk)."""
     cfg = kind_config(kind, s)
     torch.manual_seed(0)
     model = build_model(cfg.model)
@@ -143,22 +145,27 @@ def component_costs(kind: str, s: dict, reps: int, probe_reps: int) -> dict:
     for name, probe in probes.items():
         comps[name] = (lambda p=probe: p(ProbeContext(1, model, x, y, opt, loss_fn)), 1)
     if task.evals:
-        comps["eval"] = (lambda: [evaluate(model, sp, loss_fn) for sp in task.evals.values()], 1)
-    cheap = {"step", "data", "activations", "ics", "landscape"}
-    for _ in range(2):                      # warm-up: allocator, oneDNN primitive caches
+        subsets = [Split(sp.x[: max(1, int(len(sp) * eval_fraction))], sp.y[: max(1, int(len(sp) * eval_fraction))],
+                         sp.mean, sp.std) for sp in task.evals.values()]
+        scale = sum(len(sp) for sp in task.evals.values()) / sum(len(sp) for sp in subsets)
+        comps["eval"] = (lambda: [evaluate(model, sp, loss_fn) for sp in subsets], 1)
+    cheap = {"step", "data", "activations"}  # every round; the others in the first probe_reps rounds
+    for _ in range(3 * inner):              # warm-up: allocator, oneDNN primitive caches
         step()
     times = {k: [] for k in comps}
-    for r in range(reps):
+    for r in range(max(reps, 3)):
         for name, (fn, n) in comps.items():
-            if name in cheap or r < probe_reps:
+            if (name in cheap) or (r < probe_reps and r < reps) or (name in ("ics", "landscape") and r < reps):
                 times[name].append(_timed(fn, n))
     med = {k: statistics.median(v) for k, v in times.items()}
+    if "eval" in med:
+        med["eval"] *= scale
     plain = med["step"]
     steps = cfg.optim.steps
     calls = {spec.name: math.ceil(steps / spec.every) for spec in cfg.probes}
     if task.evals:
-        calls["eval"] = (steps // cfg.eval_every if cfg.eval_every else 0) or 1
-    return {"kind": kind, "config": describe_kind(cfg), "plain_step_s": plain,
+        calls["eval"] = math.ceil(steps / cfg.eval_every) if cfg.eval_every else 1   # + the final one
+    return {"kind": kind, "config": describe_kind(cfg), "plain_step_s": plain, "eval_fraction": eval_fraction,
             "seconds": med, "x_plain": {k: v / plain for k, v in med.items()},
             "calls_per_run": calls, "steps_per_run": steps,
             "share_of_run": {k: med[k] * n / (plain * steps) for k, n in calls.items()},
@@ -299,8 +306,8 @@ def bench(profile: str = "quick", quick: bool = False, threads: int | None = Non
     from . import __version__
     out = {"profile": profile, "quick": quick, "machine": machine(), "settings": s, "bnopt": __version__,
            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    out["components"] = {k: component_costs(k, s, reps=2 if quick else 7, probe_reps=1 if quick else 3)
-                         for k in kinds}
+    out["components"] = {k: component_costs(k, s, reps=1 if quick else 7, probe_reps=1 if quick else 3,
+                                            eval_fraction=0.2 if quick else 1.0) for k in kinds}
     if not quick:
         for k in kinds:
             steps = 2 * s["curvature_every"] if k.startswith("vgg") else 2 * s["dln_curvature_every"]
@@ -312,7 +319,7 @@ def bench(profile: str = "quick", quick: bool = False, threads: int | None = Non
             if k in out["components"] else None
         f["fraction_of_peak"] = f["achieved_flops_per_s"] / peak if f["achieved_flops_per_s"] else None
     out["flops"] = {"matmul_peak_flops_per_s": peak, "threads": threads, "steps": fl}
-    out["throughput"] = throughput(("vgg_bn", "dln_bn"), s, 2.0 if quick else 10.0)
+    out["throughput"] = throughput(("vgg_bn", "dln_bn"), s, 1.0 if quick else 10.0)
     out["build"] = build_times(profile)
     torch.set_num_threads(threads)
     out["bench_seconds"] = time.perf_counter() - t0
