@@ -39,9 +39,10 @@ def test_defaults_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("BNOPT_WORKERS", "3")
     monkeypatch.setenv("BNOPT_THREADS", "2")
     assert X.default_workers() == 3 and X.default_threads(3) == 2
-    monkeypatch.setenv("BNOPT_WORKERS", "0")
-    with pytest.raises(ValueError, match="BNOPT_WORKERS must be >= 1"):
-        X.default_workers()
+    for bad in ("0", "abc"):
+        monkeypatch.setenv("BNOPT_WORKERS", bad)
+        with pytest.raises(ValueError, match=f"BNOPT_WORKERS must be an integer >= 1, got '{bad}'"):
+            X.default_workers()
 
 
 def test_longest_runs_are_scheduled_first():

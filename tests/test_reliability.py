@@ -184,3 +184,21 @@ def test_pack_tool_rejects_entries_outside_the_target(tmp_path):
     pack.pack(tmp_path / "src", tmp_path / "ok.npz")
     pack.unpack(tmp_path / "ok.npz", tmp_path / "out")
     assert (tmp_path / "out" / "train" / "c" / "1.jpg").read_bytes() == b"jpegbytes"
+
+
+def test_the_build_checks_layer_choices_before_training(monkeypatch, tmp_path):
+    real = E.chapter_parameters
+
+    def bad(chapter, profile):
+        p = real(chapter, profile)
+        return {**p, "ridge_layers": [3, 4]} if chapter == "training" else p
+    monkeypatch.setattr(E, "chapter_parameters", bad)
+    monkeypatch.setattr("bnopt.executor.ensure", lambda *a, **k: pytest.fail("trained before checking"))
+    with pytest.raises(B.BuildError, match=r"chapter 'training' \(profile 'tiny'\): ridge_layers=\[3, 4\]: layers \[4\] "
+                                           r"are not recorded; valid choices: \[2, 3, 9, 11, 13\]"):
+        B.train_all(ROOT, "tiny", ["bn_math", "training"])
+    E.check_chapter("ics", {"ics_layers": [5, 13], "dln_ics_layers": [25]})
+    with pytest.raises(ValueError, match=r"dln_ics_layers=\[26\]: layers \[26\]"):
+        E.check_chapter("ics", {"dln_ics_layers": [26]})
+    with pytest.raises(ValueError, match=r"hvp_layers=\[14\]"):
+        E.check_chapter("bn_math", {"arch": "vgg16", "hvp_layers": [14]})

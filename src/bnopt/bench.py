@@ -113,6 +113,17 @@ def synthetic_task(cfg: RunConfig) -> Task:
 # --------------------------------------------------------------------------------------------------
 # (a) per-component costs and the instrumented/plain ratio
 
+def _setup(kind: str, s: dict, seed: int = 0):
+    """The kind's config, a fresh model in training mode, synthetic data, SGD, a batch sampler and
+    the loss: what one training step needs."""
+    cfg = kind_config(kind, s)
+    torch.manual_seed(seed)
+    model = build_model(cfg.model).train()
+    task = synthetic_task(cfg)
+    return (cfg, model, task, make_optimizer(model, cfg.optim),
+            BatchSampler(len(task.train), cfg.optim.batch_size, seed=seed), LOSSES[task.loss])
+
+
 def _timed(fn, n: int = 1) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
@@ -125,15 +136,8 @@ def component_costs(kind: str, s: dict, reps: int, probe_reps: int, eval_fractio
     probes and the evaluation in the first `probe_reps` rounds only). With eval_fraction < 1 the
     evaluation is timed on that fraction of each split's images and scaled up (its cost is linear
     in the number of images: one forward pass per chunk)."""
-    cfg = kind_config(kind, s)
-    torch.manual_seed(0)
-    model = build_model(cfg.model)
-    task = synthetic_task(cfg)
-    loss_fn = LOSSES[task.loss]
-    opt = make_optimizer(model, cfg.optim)
-    sampler = BatchSampler(len(task.train), cfg.optim.batch_size, seed=0)
+    cfg, model, task, opt, sampler, loss_fn = _setup(kind, s)
     probes = {spec.name: build_probe(spec.name, model, **spec.kwargs) for spec in cfg.probes}
-    model.train()
     x, y = sampler.batch(task.train)
     inner = 10 if cfg.model.arch == "dln" else 3
 
@@ -201,14 +205,8 @@ def measured_ratio(kind: str, s: dict, steps: int) -> dict:
 def flops_of_step(kind: str, s: dict) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = kind_config(kind, s)
-    torch.manual_seed(0)
-    model = build_model(cfg.model).train()
-    task = synthetic_task(cfg)
-    opt = make_optimizer(model, cfg.optim)
-    sampler = BatchSampler(len(task.train), cfg.optim.batch_size, seed=0)
+    _, model, task, opt, sampler, loss_fn = _setup(kind, s)
     x, y = sampler.batch(task.train)
-    loss_fn = LOSSES[task.loss]
     with FlopCounterMode(display=False) as fc:
         sgd_step(model, opt, loss_fn, x, y)
     return {"kind": kind, "flops_per_step": fc.get_total_flops()}
@@ -226,13 +224,7 @@ def matmul_peak(n: int = 2048, reps: int = 5) -> float:
 
 def _steps_per_s(kind: str, s: dict, seconds: float, barrier=None) -> float:
     """Plain training steps per second of one process, over `seconds` (after a warm-up)."""
-    cfg = kind_config(kind, s)
-    torch.manual_seed(0)
-    model = build_model(cfg.model).train()
-    task = synthetic_task(cfg)
-    opt = make_optimizer(model, cfg.optim)
-    sampler = BatchSampler(len(task.train), cfg.optim.batch_size, seed=0)
-    loss_fn = LOSSES[task.loss]
+    _, model, task, opt, sampler, loss_fn = _setup(kind, s)
 
     def step():
         x, y = sampler.batch(task.train)

@@ -237,13 +237,19 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
 def train_all(root: Path, profile: str, stems: list[str]) -> dict:
     """Train every run that the given chapters declare, before any notebook executes, in the
     parallel workers of `bnopt.executor` (notebooks then only read the cache)."""
+    from .config import ConfigError
     from .executor import RunFailed, ensure
-    from .experiments import GRIDS, chapter_parameters, grid_configs
+    from .experiments import GRIDS, chapter_parameters, check_chapter, grid_configs
 
     configs = []
-    for stem in stems:
+    for stem in stems:               # every chapter's inputs are checked before anything trains
         if stem in GRIDS:
-            configs += grid_configs(GRIDS[stem](**chapter_parameters(stem, profile)))
+            params = chapter_parameters(stem, profile)
+            try:
+                check_chapter(stem, params)
+                configs += grid_configs(GRIDS[stem](**params))
+            except (ConfigError, ValueError) as e:
+                raise BuildError(f"chapter {stem!r} (profile {profile!r}): {e}") from None
     try:
         return ensure(configs, label=f"book ({profile})")
     except RunFailed as e:

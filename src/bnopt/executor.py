@@ -37,29 +37,32 @@ class RunFailed(RuntimeError):
     """One or more runs raised; the message names each config, its cache key and its log file."""
 
 
+def _env_int(name: str) -> int | None:
+    """A positive integer from the environment variable `name`, None when unset."""
+    env = os.environ.get(name, "").strip()
+    if not env:
+        return None
+    try:
+        n = int(env)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {env!r}")
+    return n
+
+
 def default_workers(device: torch.device | None = None) -> int:
     """BNOPT_WORKERS, else 1 on CUDA, else the number of cores."""
-    env = os.environ.get("BNOPT_WORKERS", "").strip()
-    if env:
-        n = int(env)
-        if n < 1:
-            raise ValueError(f"BNOPT_WORKERS must be >= 1, got {env!r}")
+    n = _env_int("BNOPT_WORKERS")
+    if n:
         return n
     from .train import resolve_device
-    if (device or resolve_device()).type == "cuda":
-        return 1
-    return max(1, os.cpu_count() or 1)
+    return 1 if (device or resolve_device()).type == "cuda" else max(1, os.cpu_count() or 1)
 
 
 def default_threads(workers: int) -> int:
     """BNOPT_THREADS, else the cores shared out evenly between the workers (at least 1)."""
-    env = os.environ.get("BNOPT_THREADS", "").strip()
-    if env:
-        n = int(env)
-        if n < 1:
-            raise ValueError(f"BNOPT_THREADS must be >= 1, got {env!r}")
-        return n
-    return max(1, (os.cpu_count() or 1) // workers)
+    return _env_int("BNOPT_THREADS") or max(1, (os.cpu_count() or 1) // workers)
 
 
 def estimated_cost(cfg: RunConfig) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ProbeSpec, RunConfig, canonical_json, dln_config, vgg_config
+from .config import ModelConfig, ProbeSpec, RunConfig, canonical_json, dln_config, vgg_config
 from .executor import RunFailed, ensure
 from .runs import run
 
@@ -153,6 +153,23 @@ def bn_math_grid(arch: str, width: float, steps: int, batch_size: int, lr: float
 
 
 GRIDS = {"training": training_grid, "bn_math": bn_math_grid, "ics": ics_grid, "smoothness": smoothness_grid}
+
+
+def check_chapter(chapter: str, params: dict) -> None:
+    """The layer choices a chapter plots, checked before anything trains (the chapters check them
+    again against what the runs recorded). Raises ValueError naming the parameter and valid layers."""
+    from .models import VGG_LAYOUTS
+
+    def vgg_layers():
+        return list(range(1, sum(1 for c in VGG_LAYOUTS[params.get("arch", "vgg16")] if c != "M") + 1))
+    checks = {"training": [("ridge_layers", VGG_RIDGE_LAYERS)],
+              "ics": [("ridge_layers", VGG_RIDGE_LAYERS), ("ics_layers", None), ("dln_ics_layers", "dln")],
+              "bn_math": [("hvp_layers", None)]}
+    for name, valid in checks.get(chapter, []):
+        if name in params:
+            valid = vgg_layers() if valid is None else \
+                list(range(1, ModelConfig().depth + 1)) if valid == "dln" else valid
+            check_layers(name, params[name], valid)
 
 
 def run_grid(grid: dict, workers: int | None = None, threads: int | None = None) -> dict:
