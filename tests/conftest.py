@@ -34,8 +34,9 @@ def home(tmp_path, monkeypatch):
     h = tmp_path / "home"
     monkeypatch.setenv("BNOPT_HOME", str(h))
     monkeypatch.setenv("BNOPT_PROGRESS", "off")
-    from bnopt import runs
+    from bnopt import data, runs
     runs._TASKS.clear()
+    data._LOADED.clear()
     return h
 
 

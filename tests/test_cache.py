@@ -104,3 +104,31 @@ def test_replace_rejects_unknown_fields():
         RunConfig().replace(**{"optim.learning_rate": 0.1})
     with pytest.raises(KeyError, match="sections"):
         RunConfig().replace(**{"trainer.lr": 0.1})
+
+
+def test_pack_roundtrip_keeps_every_tensor_and_value():
+    from bnopt.cache import pack, unpack
+    r = {"a": torch.arange(6.0).view(2, 3), "b": [torch.tensor(1.5, dtype=torch.float64), {"c": torch.zeros(0)}],
+         "i": torch.tensor([1, 2], dtype=torch.int64), "t": (torch.ones(2, 2).t(), "x", 3, None),
+         "flag": torch.tensor([True, False]), "n": 0.25}
+    structure, buffers = pack(r)
+    assert set(buffers) == {"float32", "float64", "int64", "bool"}
+    back = unpack(structure, buffers)
+    assert back["n"] == 0.25 and back["t"][1:] == ("x", 3, None)
+    for got, want in ((back["a"], r["a"]), (back["b"][0], r["b"][0]), (back["b"][1]["c"], r["b"][1]["c"]),
+                      (back["i"], r["i"]), (back["t"][0], r["t"][0]), (back["flag"], r["flag"])):
+        assert got.dtype == want.dtype and got.shape == want.shape and torch.equal(got, want)
+
+
+def test_entries_written_before_packing_still_load(home):
+    r = bnopt.run(small_dln(), device="cpu")
+    d = home / "runs" / r["meta"]["key"]
+    import hashlib, io
+    buf = io.BytesIO()
+    torch.save({k: v for k, v in r.items() if k != "meta"}, buf)          # the old, unpacked format
+    (d / "result.pt").write_bytes(buf.getvalue())
+    meta = json.loads((d / "meta.json").read_text())
+    meta["result_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    (d / "meta.json").write_text(json.dumps(meta))
+    again = bnopt.run(small_dln(), device="cpu")
+    assert again["meta"]["from_cache"] and torch.equal(again["train_loss"], r["train_loss"])

@@ -21,6 +21,8 @@ def test_image_folder_decodes_in_label_order(tiny_data):
 
 def test_decoded_cache_is_reused(tiny_data, monkeypatch):
     first = D.load_cifar10()
+    assert D.load_cifar10() is first                    # the same process keeps it in memory
+    D._LOADED.clear()                                   # a new process reads the disk cache
     monkeypatch.setattr(D, "_decode", lambda *a, **k: pytest.fail("decoded again instead of cache"))
     second = D.load_cifar10()
     assert second.fingerprint == first.fingerprint
@@ -31,6 +33,7 @@ def test_corrupt_decoded_cache_is_rebuilt(tiny_data, home):
     D.load_cifar10()
     (cache,) = (home / "cache").glob("imagefolder-*.pt")
     cache.write_bytes(b"garbage")
+    D._LOADED.clear()                                   # a new process
     with pytest.warns(UserWarning, match="unreadable"):
         s = D.load_cifar10()
     assert s.train_x.shape[0] == 120

@@ -150,6 +150,7 @@ def test_decoded_cache_is_keyed_by_image_content(tmp_path, monkeypatch):
     from conftest import make_image_folder
 
     monkeypatch.setenv("BNOPT_HOME", str(tmp_path / "home"))
+    data._LOADED.clear()
     root = make_image_folder(tmp_path / "imgs", n_train=2, n_test=1)
     first = data.load_image_folder(root)
     img = root / "train" / "cat" / "0000.png"
@@ -160,6 +161,7 @@ def test_decoded_cache_is_keyed_by_image_content(tmp_path, monkeypatch):
     if img.stat().st_size != size:                      # pad to the same size: the old key missed this
         with open(img, "ab") as f:
             f.write(b"\0" * max(0, size - img.stat().st_size))
+    data._LOADED.clear()                                # a new process: only the disk cache remains
     second = data.load_image_folder(root)
     assert second.fingerprint != first.fingerprint
     i = [k for k, (y) in enumerate(second.train_y.tolist()) if y == 3][0]

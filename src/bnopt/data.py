@@ -158,9 +158,22 @@ def content_hash(root: Path, files: list[tuple[Path, int]]) -> str:
     return digest
 
 
+_LOADED: dict = {}   # per process: (root, size) -> ImageSet (the tree is read once per process)
+
+
 def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | None = (32, 32)) -> ImageSet:
-    """Decode an image-folder tree (train/<class>/*, test/<class>/*) once; later calls hit the cache."""
+    """Decode an image-folder tree (train/<class>/*, test/<class>/*) once; later calls hit the cache
+    (and, within one process, the memory copy)."""
     root = Path(root).expanduser().resolve()
+    if (root, image_size) in _LOADED:
+        return _LOADED[(root, image_size)]
+    s = _load_image_folder(root, image_size)
+    _LOADED.clear()                       # one image folder resident per process
+    _LOADED[(root, image_size)] = s
+    return s
+
+
+def _load_image_folder(root: Path, image_size: tuple[int, int] | None) -> ImageSet:
     if not root.is_dir():
         raise DataError(f"BNOPT_DATA={root} does not exist or is not a folder. Expected an image-folder "
                         f"tree {root}/train/<class>/<image>, {root}/test/<class>/<image>.")

@@ -52,12 +52,14 @@ def glued_values(stage) -> dict:
         values = {}
         for cell in json.loads(nb_path.read_text()).get("cells", []):
             for o in cell.get("outputs", []):
-                name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-                if name:
-                    data = o.get("data", {})
-                    text = data.get("text/markdown", data.get("text/plain", "<figure>"))
-                    values[name] = "<figure>" if "image/png" in data else \
-                        ("".join(text) if isinstance(text, list) else text)
+                book = o.get("metadata", {}).get("scrapbook", {})
+                if book.get("name"):
+                    prefix = book.get("mime_prefix", "")
+                    data = {k.removeprefix(prefix): v for k, v in o.get("data", {}).items()}
+                    text = data.get("text/markdown", data.get("text/plain"))
+                    if "image/png" in data or text is None:
+                        text = "<figure>"
+                    values[book["name"]] = "".join(text) if isinstance(text, list) else text
         out[nb_path.stem] = values
     return out
 
