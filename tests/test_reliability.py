@@ -1,7 +1,6 @@
 """Bad input stops with an error that names the value and what is allowed; the caches survive
 concurrent and killed writers; data and archives are checked by content."""
 import importlib.util
-import json
 import os
 import time
 from multiprocessing import get_context
@@ -80,7 +79,7 @@ def test_profile_yaml_errors_name_the_file_and_line(tmp_path):
     assert B.load_yaml(good)["training"] == {"steps": 1, "lr": 1e-3}     # anchors and merges still work
 
 
-def test_profile_values_are_coerced_and_checked_before_training(tmp_path, monkeypatch):
+def test_profile_values_are_coerced_and_checked_before_training():
     params = B.profile_parameters(ROOT, "quick")
     assert isinstance(params["training"]["seeds"], list) and isinstance(params["training"]["width"], float)
     with pytest.raises(B.BuildError, match=r"unknown parameter\(s\) \['stepz'\] for chapter 'training'"):

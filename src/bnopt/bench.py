@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ProbeSpec, RunConfig
+from .config import RunConfig
 from .data import Split, Task
 from .experiments import DLN_ETAS, DLN_RIDGE_LAYERS, VGG_ETAS, VGG_RIDGE_LAYERS, book_probes, chapter_parameters, dln_config, vgg_config
 from .models import build_model

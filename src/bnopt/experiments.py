@@ -193,7 +193,7 @@ def grid_configs(grid: dict) -> list[RunConfig]:
 
 def chapter_parameters(chapter: str, profile: str | None) -> dict:
     """The chapter's parameters-cell defaults overridden by the profile's section."""
-    from .build import book_dir, load_yaml, notebook_parameters, profile_parameters
+    from .build import book_dir, notebook_parameters, profile_parameters
     from .paths import repo_root
 
     root = repo_root()
