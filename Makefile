@@ -1,6 +1,7 @@
 # Two commands do all set-up:  `make book`  and  `make test`.  Both create .venv when it is missing.
 #   make book [PROFILE=quick|paper|tiny] [DATA=/path/to/image-folder]   -> _build/html/index.html
 #   make test                                                           -> pytest
+#   make check-book                                                     -> the built book, tested in a browser
 #   make bench [QUICK=1]     cost of a run and of each probe on this machine -> data/bench/*.json
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -15,7 +16,7 @@ endif
 # The machine's pip config adds local indexes that print one warning per package: keep logs readable.
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: book test bench env clean clean-runs help
+.PHONY: book test check-book bench env clean clean-runs help
 help:
 	@sed -n 1,4p Makefile
 
@@ -27,13 +28,27 @@ $(VENV)/.installed: requirements-lock.txt pyproject.toml
 	$(PY) -c "import torch, torchvision, papermill, jupyter_book, bnopt; print('[make] torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $@
 
-env: $(VENV)/.installed
+# MathJax for offline typesetting, from the npm registry (copied into the book's static files by bnopt.build)
+MATHJAX := $(VENV)/npm/node_modules/mathjax/es5/tex-chtml.js
+$(MATHJAX): $(VENV)/.installed
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm mathjax@3.2.2
+	test -f $@
 
-book: $(VENV)/.installed
+env: $(VENV)/.installed $(MATHJAX)
+
+book: $(VENV)/.installed $(MATHJAX)
 	$(PY) -m bnopt.build --profile $(PROFILE)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# The built book as a reader meets it (after `make book`): pages, figures, MathJax, navigation, in
+# headless Chromium. Debian's chromium package is installed when missing (Playwright cannot download
+# its own browsers here).
+check-book: $(VENV)/.installed
+	@command -v chromium >/dev/null || { echo "[make] installing Debian's chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	BNOPT_BOOK_HTML=$(abspath _build/html) $(PY) -m pytest -q tests/test_book_html.py
 
 QUICK ?=
 bench: $(VENV)/.installed

@@ -37,3 +37,26 @@ def test_every_chapter_executes_at_tiny_profile(tiny_data, tmp_path, monkeypatch
         assert "[bnopt]" not in streams, f"progress leaked into {nb_path.stem}"
         assert "Warning" not in streams, f"a warning is printed in {nb_path.stem}: {streams[:300]}"
     assert "[bnopt] training" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("nb_path", B.chapters(ROOT), ids=lambda p: p.stem)
+def test_chapters_are_thin(nb_path):
+    """Chapters are prose, one parameters cell and short calls into bnopt: no function or class is
+    defined in a cell, no code cell but the parameters cell is longer than 15 lines, nothing draws
+    or displays outside the package's helpers."""
+    import ast
+
+    nb = json.loads(nb_path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, f"{nb_path.stem}: {len(params)} parameters cells"
+    for c in code:
+        src = "".join(c["source"])
+        tree = ast.parse(src)
+        defs = [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))
+                and hasattr(n, "name")]
+        assert not defs, f"{nb_path.stem} defines {defs} in a cell"
+        if c not in params:
+            assert len(src.strip().splitlines()) <= 15, f"{nb_path.stem}: a cell of {len(src.splitlines())} lines"
+            for banned in ("plt.", "display(", "Markdown(", "np.", "torch."):
+                assert banned not in src, f"{nb_path.stem}: {banned!r} in a cell (it belongs in bnopt)"

@@ -468,3 +468,14 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def chapter_values(quick: bool, profile: str, rerun: bool = False, record_path: str = ".build-times.json") -> dict:
+    """{glue name: text} of the cost chapter: the saved (or a fresh) bench of this machine, with this
+    build's stage timings so far (`record_path`, written by bnopt.build) in table (d)."""
+    from pathlib import Path
+
+    b = load_or_run(quick=quick, profile=profile, rerun=rerun)
+    record = Path(record_path)
+    tables = report_tables(b, json.loads(record.read_text()) if record.exists() else None)
+    return {f"cost_{name}": text for name, text in {**tables, **headline(b)}.items()}

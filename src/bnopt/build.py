@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from . import claims
 from .paths import repo_root
 from .progress import close_files, message
 
@@ -212,6 +213,7 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
                 and ".ipynb_checkpoints" not in rel.parts:
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, stage / rel)
+    os.environ["BNOPT_PROFILE"] = profile          # kernels name it in their claims' scale and provenance
     if os.environ.get("BNOPT_DATA", "").strip():   # kernels run in the stage: make the path absolute
         os.environ["BNOPT_DATA"] = str(Path(os.environ["BNOPT_DATA"].strip()).expanduser().resolve())
     selected = [nb for nb in chapters(root) if not only or nb.stem in only]
@@ -228,6 +230,7 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     with _progress_relay(stage / ".progress.log"):
         for nb in selected:
             message(f"executing chapter {nb.stem} (profile {profile}, parameters {params[nb.stem]})")
+            claims.clear(stage, nb.stem)           # its ledger rows are written anew as it executes
             timings[nb.stem] = execute_chapter(nb, stage / nb.name, params[nb.stem], cwd=stage)
             record.update(chapters={**record.data.get("chapters", {}), nb.stem: timings[nb.stem]})
             message(f"chapter {nb.stem} done in {timings[nb.stem]:.0f}s")
@@ -318,7 +321,30 @@ def _progress_relay(log: Path):
         close_files()
 
 
+def mathjax_dir() -> Path:
+    """The MathJax 3 distribution that `make env` installs from the npm registry into the environment."""
+    return Path(sys.prefix) / "npm" / "node_modules" / "mathjax" / "es5"
+
+
+def stage_mathjax(stage: Path) -> Path:
+    """Copy MathJax into the stage's static files (`mathjax_path` in _config.yml points there), so that
+    the built book typesets its equations with no network."""
+    src = mathjax_dir()
+    if not (src / "tex-chtml.js").is_file():
+        raise BuildError(f"MathJax is missing at {src}: run `make env` (it installs mathjax from the npm registry)")
+    # Not under _static: when the stage has a _static folder, Jupyter Book adds every .js file of every
+    # static path to each page (hundreds of MathJax components).
+    shutil.rmtree(stage / "_static" / "mathjax", ignore_errors=True)   # where builds before put it
+    if (stage / "_static").is_dir() and not any((stage / "_static").iterdir()):
+        (stage / "_static").rmdir()
+    dst = stage / "_vendor" / "mathjax"
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    return dst
+
+
 def build_html(root: Path, stage: Path) -> None:
+    stage_mathjax(stage)
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb if jb.exists() else "jupyter-book"), "build", str(stage),
            "--config", str(root / "_config.yml"), "--toc", str(root / "_toc.yml"),

@@ -4,18 +4,45 @@ from __future__ import annotations
 import numpy as np
 
 
+class GluedText:
+    """Text glued as Markdown (for {glue:md} in its own chapter) whose plain form is the same text without
+    Markdown marks (for {glue}`chapter.ipynb::name` on another page, which myst-nb renders as plain text).
+
+    >>> repr(GluedText("profile `quick`, **3** seeds"))
+    'profile quick, 3 seeds'
+    """
+
+    def __init__(self, text):
+        self.text = str(text)
+
+    def __repr__(self) -> str:
+        return self.text.replace("`", "").replace("**", "")
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
 def gmd(name: str, text) -> None:
     """Glue `text` as Markdown under `name`, for {glue:md}`name` in the chapter's prose."""
-    from IPython.display import Markdown
     from myst_nb import glue
 
-    glue(name, Markdown(str(text)), display=False)
+    glue(name, GluedText(text), display=False)
 
 
-def gfig(name: str, fig) -> None:
-    """Glue a matplotlib figure under `name` (for a {glue:figure} directive) without showing it here."""
+FIGURES_DIR = "_figures"
+
+
+def gfig(name: str, fig, keep: bool = False) -> None:
+    """Glue a matplotlib figure under `name` (for a {glue:figure} directive) without showing it here.
+    keep=True also writes it to `_figures/<name>.png` beside the executing chapter, for the front page
+    (myst-nb cannot glue a figure into another page)."""
+    from pathlib import Path
+
     from myst_nb import glue
 
+    if keep:
+        Path(FIGURES_DIR).mkdir(exist_ok=True)
+        fig.savefig(Path(FIGURES_DIR) / f"{name}.png", dpi=90)
     glue(name, fig, display=False)
 
 
@@ -36,6 +63,75 @@ def pm_g(values, digits: int = 2) -> str:
         return "n/a"
     s = v.std(ddof=1) if len(v) > 1 else 0.0
     return f"{v.mean():.{digits}g} ± {s:.2g}"
+
+
+def gmd_all(texts: dict) -> None:
+    """Glue every {name: text} as Markdown."""
+    for name, text in texts.items():
+        gmd(name, text)
+
+
+def show(markdown: str) -> None:
+    """Display Markdown as the cell's output (parsed as MyST: tables, roles and dropdowns render)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown))
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    """A Markdown pipe table (rendered as a table: the book parses Markdown outputs as MyST).
+
+    >>> print(table(["a", "b"], [[1, "x|y"]]))
+    | a | b |
+    |---|---|
+    | 1 | x\\|y |
+    """
+    def cell(v):
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
+
+
+def show_table(header: list[str], rows: list[list]) -> None:
+    """Display `table(header, rows)` as the cell's output."""
+    show(table(header, rows))
+
+
+def data_source() -> str:
+    """The data copy the runs read, named without the building machine's path."""
+    import os
+    from pathlib import Path
+
+    src = os.environ.get("BNOPT_DATA", "").strip()
+    return f"the CIFAR-10 image-folder copy `{Path(src).name}` (BNOPT_DATA)" if src else "torchvision's CIFAR-10 download"
+
+
+def provenance(results: dict) -> str:
+    """A collapsed block (MyST dropdown) with the provenance of a chapter's runs: profile, commits, device,
+    library versions, dates and wall time, read from the runs' cache metadata."""
+    import os
+
+    metas = [r["meta"] for rs in results.values() for r in rs if r.get("meta")]
+    if not metas:
+        return ""
+    commits = sorted({m.get("git_commit", "unknown")[:12] for m in metas})
+    devices = sorted({m.get("device_name", "?") for m in metas})
+    dates = sorted(m.get("created", "") for m in metas)
+    versions = metas[0].get("versions", {})
+    wall = sum(m.get("wall_time_s", 0.0) for m in metas)
+    lines = [f"- profile: `{os.environ.get('BNOPT_PROFILE', 'notebook defaults')}`",
+             f"- runs: {len(metas)}, {wall / 3600:.2f} h of training wall time in all",
+             f"- trained at commit(s): {', '.join(f'`{c}`' for c in commits)}",
+             f"- device: {', '.join(devices)}; threads per run: "
+             f"{', '.join(sorted({str(m.get('threads', '?')) for m in metas}))}",
+             f"- trained between {dates[0]} and {dates[-1]}",
+             "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+             f"- data: {data_source()}"]
+    return ":::{dropdown} Provenance of this chapter's runs\n" + "\n".join(lines) + "\n:::"
+
+
+def show_provenance(results: dict) -> None:
+    show(provenance(results))
 
 
 def glued_values(stage) -> dict:

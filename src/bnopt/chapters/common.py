@@ -1,0 +1,33 @@
+"""Helpers the chapter modules share: the scale tag of a claim, per-seed values of a run list."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def profile() -> str:
+    """The build profile the chapter executes under (set by bnopt.build), or 'notebook defaults'."""
+    return os.environ.get("BNOPT_PROFILE", "notebook defaults")
+
+
+def scale_tag(*parts: str) -> str:
+    """The profile and run size a claim's measurement came from, e.g. 'quick: VGG-16 w0.25, 700 steps'."""
+    return f"{profile()}: " + ", ".join(p for p in parts if p)
+
+
+def device_name(results: dict) -> str:
+    """The device the first run of a results dict trained on."""
+    return next(iter(results.values()))[0]["meta"]["device_name"]
+
+
+def last_fraction_mean(curve, fraction: float) -> float:
+    """Mean of the last `fraction` of a curve (at least one point), ignoring NaN.
+
+    >>> last_fraction_mean([4.0, 3.0, 2.0, 1.0], 0.5)
+    1.5
+    """
+    c = np.asarray(curve, dtype=float)
+    k = max(1, int(len(c) * fraction + 1e-9))
+    with np.errstate(all="ignore"):
+        return float(np.nanmean(c[-k:]))

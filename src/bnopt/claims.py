@@ -1,0 +1,165 @@
+"""The claims ledger: the paper's claims (and the folk internal-covariate-shift explanation it argues
+against) as data, each chapter's measured verdict on them, and the ledger table of the final chapter.
+
+A chapter measures a claim and calls `record(claim_id, result, measurement=..., scale=...)`, where
+`result` comes from the one verdict rule (`bnopt.verdict.compare` or `bnopt.verdict.theory`). The record
+is written atomically to `.claims/<claim_id>.json` under the folder the chapter executes in (the build's
+stage), and the ledger chapter reads every record there. A claim with no record (its chapter or its runs
+are absent from this build) is shown as not measured.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .verdict import VERDICTS, Comparison, TheoryCheck
+
+CLAIMS_DIR = ".claims"
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    text: str          # the claim in one line, as the paper (or the folk explanation) makes it
+    source: str        # where the paper shows it
+    chapter: str       # the chapter that measures it
+    ref: str           # label of the evidence (a figure or section) in that chapter
+    by: str = "paper"  # "paper", or "folk ICS" for the explanation the paper argues against
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("fig1_speed", "BN trains faster: fewer steps to the training-accuracy threshold at LR 0.1",
+          "Fig. 1a", "training", "fig-training"),
+    Claim("fig1_final_train", "BN reaches a lower training loss within the same budget at LR 0.1",
+          "Fig. 1a", "training", "fig-training"),
+    Claim("fig1_high_lr", "At LR 0.5 the network with BN trains and the standard network does not (test accuracy)",
+          "Fig. 1b", "training", "fig-training"),
+    Claim("fig1_same_drift", "Folk ICS: BN keeps a layer's activation distribution more stable over training "
+          "(smaller change of a unit's std at the deepest ridgeline layer)", "Fig. 1c (argued against)",
+          "training", "fig-ridges", by="folk ICS"),
+    Claim("fig2_noisy_shift", "Noisy BN has larger step-to-step distributional shift than BN",
+          "Figs 2, 8", "ics", "fig-act-moments"),
+    Claim("fig2_noisy_trains", "Noisy BN still trains faster than the standard network (training accuracy at the end)",
+          "Fig. 2", "ics", "fig-noisy"),
+    Claim("folk_shift", "Folk ICS: BN reduces the one-step distributional shift of the layer inputs (VGG)",
+          "Sec. 2.1 (argued against)", "ics", "fig-dist-ics", by="folk ICS"),
+    Claim("fig3_vgg_ics", "With BN the gradient ICS of Definition 2.1 is not lower, rather higher: cos(G, G') is "
+          "lower with BN (VGG, median over layers 2 and up and over training)", "Fig. 3a", "ics", "fig-dist-ics"),
+    Claim("fig3_dln_ics", "In the deep linear network BN increases ICS: cos(G, G') is lower with BN",
+          "Fig. 3b", "ics", "fig-dist-ics"),
+    Claim("fig4_loss_band", "BN narrows the loss variation along the gradient (VGG)", "Fig. 4a",
+          "smoothness", "fig-land-vgg"),
+    Claim("fig4_grad_pred", "BN makes gradients more predictive: smaller gradient change along the gradient (VGG)",
+          "Fig. 4b", "smoothness", "fig-land-vgg"),
+    Claim("fig4_beta", "BN lowers the effective beta-smoothness (VGG)", "Fig. 4c", "smoothness", "fig-land-vgg"),
+    Claim("fig10_loss_band", "BN narrows the loss variation along the gradient (deep linear network)", "Fig. 10a",
+          "smoothness", "fig-land-dln"),
+    Claim("fig10_grad_pred", "BN makes gradients more predictive (deep linear network)", "Fig. 10b",
+          "smoothness", "fig-land-dln"),
+    Claim("fig10_beta", "BN lowers the effective beta-smoothness (deep linear network)", "Fig. 10c",
+          "smoothness", "fig-land-dln"),
+    Claim("thm41_printed", "Theorem 4.1 as printed (with 1/sqrt(m)) bounds the BN gradient norm", "Thm. 4.1",
+          "bn_math", "fig-t41"),
+    Claim("thm41_identity", "Theorem 4.1's proof identity (with 1/m) holds exactly", "Thm. 4.1, proof",
+          "bn_math", "fig-t41"),
+    Claim("thm42_identity", "Theorem 4.2's first statement holds (as an equality)", "Thm. 4.2", "bn_math", "fig-t41"),
+    Claim("thm44_printed", "Theorem 4.4's bound as printed holds", "Thm. 4.4", "bn_math", "fig-t41"),
+    Claim("lemma45", "Lemma 4.5: BN's optimum is closer to the initialisation (for every initialisation)",
+          "Lemma 4.5", "bn_math", "fig-lemma45"),
+)
+BY_ID = {c.id: c for c in CLAIMS}
+
+
+def claim(claim_id: str) -> Claim:
+    try:
+        return BY_ID[claim_id]
+    except KeyError:
+        raise KeyError(f"unknown claim {claim_id!r}; the ledger knows: {', '.join(BY_ID)}") from None
+
+
+def record(claim_id: str, result: Comparison | TheoryCheck, measurement: str, scale: str,
+           folder: str | Path = ".") -> dict:
+    """Write one claim's record (atomically) for the ledger; return it. `measurement` is the glued
+    prose of what was measured (with seeds and spread); `scale` names the profile and run size."""
+    c = claim(claim_id)
+    if result.verdict not in VERDICTS:
+        raise ValueError(f"verdict {result.verdict!r} is not one of {VERDICTS}")
+    rec = {"id": c.id, "verdict": result.verdict, "evidence": result.text(), "measurement": measurement,
+           "scale": scale, "numbers": result.to_dict(), "chapter": c.chapter}
+    out = Path(folder) / CLAIMS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{c.id}-", dir=out)
+    with os.fdopen(fd, "w") as f:
+        json.dump(rec, f, indent=1, default=float)
+    os.replace(tmp, out / f"{c.id}.json")
+    return rec
+
+
+def clear(folder: str | Path, chapter: str) -> int:
+    """Delete the records a chapter wrote (before it executes again, so none of them goes stale)."""
+    n = 0
+    for p in (Path(folder) / CLAIMS_DIR).glob("*.json"):
+        try:
+            stale = json.loads(p.read_text()).get("chapter") == chapter
+        except (OSError, ValueError):
+            stale = True
+        if stale:
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def load(folder: str | Path = ".") -> dict[str, dict]:
+    """{claim id: record} of every record under `folder`/.claims, for known claims only."""
+    out = {}
+    for p in sorted((Path(folder) / CLAIMS_DIR).glob("*.json")):
+        rec = json.loads(p.read_text())
+        if rec.get("id") in BY_ID:
+            out[rec["id"]] = rec
+    return out
+
+
+def counts(records: dict[str, dict]) -> dict[str, int]:
+    """{verdict: number of claims} over the recorded claims, in the order of VERDICTS (zeros omitted)."""
+    got = [r["verdict"] for r in records.values()]
+    return {v: got.count(v) for v in VERDICTS if got.count(v)}
+
+
+def summary_line(records: dict[str, dict]) -> str:
+    """e.g. '12 claims measured: 7 reproduced, 3 partly, 2 statement incorrect (20 in the ledger)'."""
+    c = counts(records)
+    parts = ", ".join(f"{n} {v}" for v, n in c.items()) or "none"
+    return f"{len(records)} claims measured: {parts} ({len(CLAIMS)} in the ledger)"
+
+
+def build_line(records: dict[str, dict]) -> str:
+    """The build the ledger comes from: profile, commit and date (for the front page)."""
+    import datetime
+
+    from .cache import git_commit
+    from .chapters.common import profile
+
+    scales = sorted({r["scale"] for r in records.values()})
+    return (f"profile `{profile()}`, commit `{git_commit()[:12]}`, built "
+            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; measurements at: " + "; ".join(scales))
+
+
+def ledger_rows(records: dict[str, dict]) -> list[list[str]]:
+    """One row per claim of the catalogue: claim, who makes it, where, our measurement, scale, verdict, evidence."""
+    rows = []
+    for c in CLAIMS:
+        r = records.get(c.id)
+        where = f"{c.source}"
+        link = f"{{ref}}`{c.chapter} <{c.ref}>`"
+        if r is None:
+            rows.append([c.text, c.by, where, "not measured in this build", "", "—", link])
+        else:
+            rows.append([c.text, c.by, where, f"{r['measurement']} ({r['evidence']})", r["scale"],
+                         f"**{r['verdict']}**", link])
+    return rows
+
+
+LEDGER_HEADER = ["claim", "by", "paper", "our measurement (seeds, spread)", "scale", "verdict", "evidence"]

@@ -1,0 +1,151 @@
+"""The chapters' analysis functions (bnopt.chapters.*) on synthetic runs whose answers are known in
+closed form, and their claim records."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bnopt import claims
+from bnopt.chapters import common, ics as I, smoothness as M, training as T
+
+
+def act_run(vars_, means=None, layer=3):
+    """A run whose 'activations' probe records the given per-step variance (and mean) of one unit."""
+    means = means if means is not None else [0.0] * len(vars_)
+    return {"probes": {"activations": [{"step": 10 * i, "data": {layer: {"mean": m, "var": v}}}
+                                       for i, (m, v) in enumerate(zip(means, vars_))]}}
+
+
+def test_std_change_is_the_factor_of_the_std_either_way():
+    rs = [act_run([1.0, 4.0]), act_run([4.0, 1.0]), act_run([2.0, 2.0])]
+    np.testing.assert_allclose(T.std_change(rs, 3), [2.0, 2.0, 1.0])     # std doubled, halved, unchanged
+
+
+def test_moment_series_differences_and_drift():
+    rs = [act_run([1.0, 2.0, 4.0], means=[0.0, 1.0, -1.0])]
+    steps, dmu = I.moment_series(rs, 3, "dmu")
+    np.testing.assert_array_equal(steps, [0, 10, 20])
+    np.testing.assert_allclose(dmu, [[1.0, 2.0]])
+    np.testing.assert_allclose(I.moment_series(rs, 3, "var0")[1], [[0.0, 1.0, 3.0]])
+
+
+def ics_run(first, last):
+    """An 'ics' probe record with per-layer input moments at the first and last measurement."""
+    def rec(step, moments):
+        return {"step": step, "data": {"layers": list(range(1, len(moments) + 1)),
+                                       "in_mean": [torch.tensor(m) for m, _ in moments],
+                                       "in_var": [torch.tensor(v) for _, v in moments]}}
+    return {"probes": {"ics": [rec(0, first), rec(100, last)]}}
+
+
+def test_drift_is_w2_over_first_rms_std():
+    # unit Gaussians N(0, 1) -> N(3, 4): W2 = sqrt(3^2 + (2 - 1)^2) = sqrt(10); the first RMS std is 1
+    r = ics_run(first=[([0.0, 0.0], [1.0, 1.0])], last=[([3.0, 3.0], [4.0, 4.0])])
+    np.testing.assert_allclose(I.drift([r]), [[math.sqrt(10)]])
+
+
+def test_layer_profile_skips_step_zero_and_takes_the_median():
+    recs = [{"step": s, "data": {"layers": [1, 2], "cos": np.array([c, 2 * c])}} for s, c in
+            ((0, 100.0), (1, 1.0), (2, 3.0), (3, 2.0))]
+    layers, prof = I.layer_profile([{"probes": {"ics": recs}}], "cos")
+    np.testing.assert_array_equal(layers, [1, 2])
+    np.testing.assert_allclose(prof, [[2.0], [4.0]])
+
+
+def land_run(loss_lo, loss_hi, g_hi, beta):
+    recs = [{"step": i, "data": {"loss": np.array([lo, hi]), "loss0": lo, "grad_diff": np.array([0.0, g]),
+                                 "beta": b}} for i, (lo, hi, g, b) in enumerate(zip(loss_lo, loss_hi, g_hi, beta))]
+    return {"probes": {"landscape": recs}}
+
+
+def test_land_stats_known_values():
+    d = M.landscape([land_run([1, 1, 1, 1], [2, 4, 3, 9], [5, 1, 2, 3], [10, 20, 30, 40])])
+    s = M.land_stats({"batch": d}, early_fraction=0.5)["batch"]
+    np.testing.assert_allclose(s["loss_hi_max"], [9.0])
+    np.testing.assert_allclose(s["loss_width"], [2.5])          # median of 1, 3, 2, 8
+    np.testing.assert_allclose(s["g_hi_early"], [3.0])          # median of the first half: 5, 1
+    np.testing.assert_allclose(s["beta_med"], [25.0])
+    np.testing.assert_allclose(s["beta_cv"], [np.std([10, 20, 30, 40]) / 25.0])
+
+
+def sweep_run(losses, diverged=False):
+    return {"train_loss": np.asarray(losses, dtype=float), "diverged": diverged}
+
+
+def test_sweep_points_and_usable_range():
+    results = {("vgg_sweep", "none", 0.1): [sweep_run([2.3] + [1.0] * 9), sweep_run([2.3] + [0.5] * 9)],
+               ("vgg_sweep", "none", 1.0): [sweep_run([2.3, 9.0], diverged=True), sweep_run([2.3] * 10)]}
+    pts = M.sweep_points(results, "vgg_sweep", "none", [0.1, 1.0], final_fraction=0.1)
+    assert pts[0]["final"] == [1.0, 0.5] and pts[0]["init"] == pytest.approx(2.3)
+    assert pts[1]["final"] == [2.3] and pts[1]["diverged"] == 1
+    u = M.usable(pts, ref=0.9 * 2.3)
+    assert u["range"] == (0.1, 0.1) and u["best"] == 0.1 and u["diverged_at"] == [1.0]
+    assert "upper end may lie beyond" not in M.usable_text({**u, "grid": [0.1, 1.0]})
+
+
+def test_last_fraction_mean():
+    assert common.last_fraction_mean(np.arange(10.0), 0.1) == 9.0
+    assert common.last_fraction_mean(np.arange(700.0), 0.1) == np.arange(630.0, 700.0).mean()
+    assert common.last_fraction_mean([1.0, 2.0], 0.01) == 2.0      # at least one point
+
+
+def curv_run(top, low, beta):
+    return {"probes": {"sharpness": [{"step": 10 * i, "data": {"top_eig": t, "min_eig": m}} for i, (t, m) in enumerate(zip(top, low))],
+                       "landscape": [{"step": 10 * i, "data": {"beta": b}} for i, b in enumerate(beta)]}}
+
+
+def test_curvature_stats_ratios():
+    d = M.curvature_stats([curv_run([10.0, 20.0], [-40.0, -1.0], [5.0, 40.0])], lr=0.1)
+    np.testing.assert_allclose(d["eig_over"], [1.0])                 # 20 / (2 / 0.1)
+    np.testing.assert_allclose(d["beta_over_eig"], [np.median([0.5, 2.0])])
+    np.testing.assert_allclose(d["beta_over_abs"], [np.median([5 / 40, 40 / 20])])
+    assert M.curvature_stats([{"probes": {}}], lr=0.1) is None
+
+
+def train_run(acc, loss, test_acc, diverged=False):
+    n = len(acc)
+    return {"train_acc": np.asarray(acc, float), "train_loss": np.asarray(loss, float), "diverged": diverged,
+            "diverged_at": n if diverged else None,
+            "evals": {"step": [n], "test_acc": [test_acc], "train_eval_acc": [test_acc]}}
+
+
+def test_training_claims_recorded_with_computed_verdicts(tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "std_change", lambda rs, layer: np.array([1.1, 1.2, 1.3]) * (2 if rs[0]["std"] else 1))
+    fast, slow = [0.2, 0.6, 0.9, 0.95], [0.1, 0.2, 0.3, 0.4]
+    res = {("batch", 0.1): [dict(train_run(fast, [2, 1, 0.5, 0.2], 0.8), std=False) for _ in range(3)],
+           ("none", 0.1): [dict(train_run(slow, [2, 2, 1.9, 1.8], 0.6), std=True) for _ in range(3)],
+           ("batch", 0.5): [dict(train_run(fast, [2, 1, 0.5, 0.2], 0.7), std=False) for _ in range(3)],
+           ("none", 0.5): [dict(train_run(slow, [2, 9, 9, 9], float("nan"), diverged=True), std=True) for _ in range(3)]}
+    stats = T.all_stats(res, smooth_window=1, acc_threshold=0.5)
+    out = T.measure_claims(res, stats, [0.1, 0.5], steps=4, acc_threshold=0.5, ridge_layers=[3, 11],
+                           scale="test", folder=tmp_path)
+    recs = claims.load(tmp_path)
+    assert recs["fig1_speed"]["verdict"] == "reproduced"            # BN reached 50 % at step 2, standard never
+    assert recs["fig1_final_train"]["verdict"] == "reproduced"
+    assert recs["fig1_high_lr"]["verdict"] == "reproduced"          # diverged standard runs count at chance
+    assert recs["fig1_high_lr"]["numbers"]["effect"] == pytest.approx(0.7 - T.CHANCE)
+    assert recs["fig1_same_drift"]["verdict"] == "reproduced"       # BN's std changed less in every seed
+    assert "**reproduced**" in out["verdict_speed"]
+
+
+def test_smoothness_claims(tmp_path):
+    bn = {"loss_width": [1.0, 1.0], "g_hi_med": [1.0, 5.0], "beta_med": [30.0, 30.0]}
+    std = {"loss_width": [2.0, 3.0], "g_hi_med": [2.0, 4.0], "beta_med": [20.0, 20.0]}
+    M.measure_claims({"vgg": {"batch": bn, "none": std}}, {"vgg": "test"}, folder=tmp_path)
+    recs = claims.load(tmp_path)
+    assert [recs[k]["verdict"] for k in ("fig4_loss_band", "fig4_grad_pred", "fig4_beta")] == \
+        ["reproduced", "not reproduced", "not reproduced"]
+
+
+def test_ics_claims_use_cosine_differences(tmp_path):
+    dist = {(k, n): {"cos": np.array([[1.0, 1.0], [c, c + 0.1]]), "shift": np.array([[0.0, 0.0], [s, s]])}
+            for k in ("vgg", "dln") for n, c, s in (("batch", 0.2, 0.1), ("none", 0.6, 0.5))}
+    out = I.measure_claims({}, {}, dist, deep_layer=13, scale_vgg="v", scale_dln="d", folder=tmp_path)
+    recs = claims.load(tmp_path)
+    assert recs["fig3_vgg_ics"]["verdict"] == "reproduced"          # BN's cosine lower in both seeds
+    assert recs["fig3_vgg_ics"]["numbers"]["effect"] == pytest.approx(-0.4)
+    assert recs["folk_shift"]["verdict"] == "reproduced"
+    assert out["verdict_noisy"].startswith("n/a")
