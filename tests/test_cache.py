@@ -131,3 +131,13 @@ def test_entries_written_before_packing_still_load(home):
     (d / "meta.json").write_text(json.dumps(meta))
     again = bnopt.run(small_dln(), device="cpu")
     assert again["meta"]["from_cache"] and torch.equal(again["train_loss"], r["train_loss"])
+
+
+def test_write_text_atomic_replaces_whole_and_leaves_no_temporary(tmp_path):
+    from bnopt.paths import write_text_atomic
+
+    p = tmp_path / "sub" / "x.json"
+    write_text_atomic(p, "one")
+    write_text_atomic(p, "two")
+    assert p.read_text() == "two"
+    assert [q.name for q in p.parent.iterdir()] == ["x.json"]

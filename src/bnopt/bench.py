@@ -42,7 +42,9 @@ from .config import RunConfig
 from .data import Split, Task
 from .experiments import DLN_ETAS, DLN_RIDGE_LAYERS, VGG_ETAS, VGG_RIDGE_LAYERS, book_probes, chapter_parameters, dln_config, vgg_config
 from .models import build_model
+from .paths import write_text_atomic
 from .probes import ProbeContext, build_probe
+from .report import table as md_table
 from .train import LOSSES, BatchSampler, evaluate, make_optimizer, sgd_step, train
 
 KINDS = {  # name -> (arch family, normalization)
@@ -373,16 +375,7 @@ def load_or_run(quick: bool = True, profile: str = "quick", rerun: bool = False)
 
 
 def save(b: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(b, indent=1))
-    os.replace(tmp, path)
-
-
-def _md_table(header: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+    write_text_atomic(path, json.dumps(b, indent=1))
 
 
 def report_tables(b: dict, current_build: dict | None = None) -> dict[str, str]:
@@ -399,14 +392,14 @@ def report_tables(b: dict, current_build: dict | None = None) -> dict[str, str]:
                     + [f"{c['x_plain'][col]:.2f} × {c['calls_per_run'].get(col, 0)}" if col in c["x_plain"] else "–"
                        for col in cols]
                     + [f"{c['ratio_estimated']:.2f}", f"{meas:.2f}" if meas else "–"])
-    t["components"] = _md_table(["run kind", "plain step (ms)", "data gather", "activations", "ICS", "landscape",
+    t["components"] = md_table(["run kind", "plain step (ms)", "data gather", "activations", "ICS", "landscape",
                                  "sharpness", "evaluation", "instrumented / plain (estimated)", "(measured)"], rows)
     f = b["flops"]
-    t["flops"] = _md_table(["run kind", "GFLOP per step", "achieved GFLOP/s", "matmul peak GFLOP/s", "fraction of peak"],
+    t["flops"] = md_table(["run kind", "GFLOP per step", "achieved GFLOP/s", "matmul peak GFLOP/s", "fraction of peak"],
                            [[f"`{k}`", f"{v['flops_per_step'] / 1e9:.2f}", f"{v['achieved_flops_per_s'] / 1e9:.1f}",
                              f"{f['matmul_peak_flops_per_s'] / 1e9:.1f}", f"{100 * v['fraction_of_peak']:.0f} %"]
                             for k, v in f["steps"].items() if v.get("achieved_flops_per_s")])
-    t["throughput"] = _md_table(["run kind", "1 process × all threads (steps/s)", "N processes × 1 thread (steps/s)",
+    t["throughput"] = md_table(["run kind", "1 process × all threads (steps/s)", "N processes × 1 thread (steps/s)",
                                  "speed-up"],
                                 [[f"`{k}`", f"{v['one_process_all_threads']['steps_per_s']:.1f}",
                                   f"{v['n_single_thread_processes']['steps_per_s']:.1f} (N = {v['cores']})",
@@ -420,7 +413,7 @@ def report_tables(b: dict, current_build: dict | None = None) -> dict[str, str]:
     def cell(r, k):
         v = r.get("chapters", {}).get(k, r.get(k))
         return f"{v:.0f}" if isinstance(v, (int, float)) else "–"
-    t["build"] = _md_table(["build", "started", "runs trained / cached", *[f"{k} (s)" for k in stages]],
+    t["build"] = md_table(["build", "started", "runs trained / cached", *[f"{k} (s)" for k in stages]],
                            [[name, r.get("started", "?"), f"{r.get('runs_trained', '?')} / {r.get('runs_cached', '?')}",
                              *[cell(r, k) for k in stages]] for name, r in builds]) if builds else \
         "No build of this profile has been recorded on this machine yet."

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from . import claims
-from .paths import repo_root
+from .paths import repo_root, write_text_atomic
 from .progress import close_files, message
 
 
@@ -270,9 +270,7 @@ class BuildRecord:
 
     def update(self, **values) -> None:
         self.data.update(values)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, json.dumps(self.data, indent=1))
 
     @staticmethod
     def finish(stage: Path, **values) -> dict:

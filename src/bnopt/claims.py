@@ -10,11 +10,11 @@ are absent from this build) is shown as not measured.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from .paths import write_text_atomic
 from .verdict import VERDICTS, Comparison, TheoryCheck
 
 CLAIMS_DIR = ".claims"
@@ -89,12 +89,7 @@ def record(claim_id: str, result: Comparison | TheoryCheck, measurement: str, sc
         raise ValueError(f"verdict {result.verdict!r} is not one of {VERDICTS}")
     rec = {"id": c.id, "verdict": result.verdict, "evidence": result.text(), "measurement": measurement,
            "scale": scale, "numbers": result.to_dict(), "chapter": c.chapter}
-    out = Path(folder) / CLAIMS_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{c.id}-", dir=out)
-    with os.fdopen(fd, "w") as f:
-        json.dump(rec, f, indent=1, default=float)
-    os.replace(tmp, out / f"{c.id}.json")
+    write_text_atomic(Path(folder) / CLAIMS_DIR / f"{c.id}.json", json.dumps(rec, indent=1, default=float))
     return rec
 
 
@@ -124,8 +119,8 @@ def load(folder: str | Path = ".") -> dict[str, dict]:
 
 def counts(records: dict[str, dict]) -> dict[str, int]:
     """{verdict: number of claims} over the recorded claims, in the order of VERDICTS (zeros omitted)."""
-    got = [r["verdict"] for r in records.values()]
-    return {v: got.count(v) for v in VERDICTS if got.count(v)}
+    got = Counter(r["verdict"] for r in records.values())
+    return {v: got[v] for v in VERDICTS if got[v]}
 
 
 def summary_line(records: dict[str, dict]) -> str:
@@ -152,12 +147,11 @@ def ledger_rows(records: dict[str, dict]) -> list[list[str]]:
     rows = []
     for c in CLAIMS:
         r = records.get(c.id)
-        where = f"{c.source}"
         link = f"{{ref}}`{c.chapter} <{c.ref}>`"
         if r is None:
-            rows.append([c.text, c.by, where, "not measured in this build", "", "—", link])
+            rows.append([c.text, c.by, c.source, "not measured in this build", "", "—", link])
         else:
-            rows.append([c.text, c.by, where, f"{r['measurement']} ({r['evidence']})", r["scale"],
+            rows.append([c.text, c.by, c.source, f"{r['measurement']} ({r['evidence']})", r["scale"],
                          f"**{r['verdict']}**", link])
     return rows
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .config import DataConfig
-from .paths import data_home
+from .paths import data_home, write_text_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -151,10 +151,7 @@ def content_hash(root: Path, files: list[tuple[Path, int]]) -> str:
         h.update(f"{p.relative_to(root)}|{label}|".encode())
         h.update(hashlib.sha256(p.read_bytes()).digest())
     digest = h.hexdigest()
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-    tmp.write_text(digest)
-    os.replace(tmp, memo)
+    write_text_atomic(memo, digest)
     return digest
 
 

@@ -109,7 +109,7 @@ def data_source() -> str:
 def provenance(results: dict) -> str:
     """A collapsed block (MyST dropdown) with the provenance of a chapter's runs: profile, commits, device,
     library versions, dates and wall time, read from the runs' cache metadata."""
-    import os
+    from .chapters.common import profile
 
     metas = [r["meta"] for rs in results.values() for r in rs if r.get("meta")]
     if not metas:
@@ -119,7 +119,7 @@ def provenance(results: dict) -> str:
     dates = sorted(m.get("created", "") for m in metas)
     versions = metas[0].get("versions", {})
     wall = sum(m.get("wall_time_s", 0.0) for m in metas)
-    lines = [f"- profile: `{os.environ.get('BNOPT_PROFILE', 'notebook defaults')}`",
+    lines = [f"- profile: `{profile()}`",
              f"- runs: {len(metas)}, {wall / 3600:.2f} h of training wall time in all",
              f"- trained at commit(s): {', '.join(f'`{c}`' for c in commits)}",
              f"- device: {', '.join(devices)}; threads per run: "

@@ -244,7 +244,7 @@ def fraction_text(t42: dict, names: list) -> str:
 def theorem42_report(t42: dict, layers: list, folder=".") -> tuple[tuple, dict]:
     rows = []
     for name, d in t42.items():
-        err = float(((d["lhs"] - d["rhs"]).abs() / d["lhs"].abs().clamp_min(1e-300)).max())
+        err = float(rel_err(d["lhs"], d["rhs"]).max())
         k, n = assumption_counts(t42, [name])
         lo, hi = S.wilson(k, n)
         rows.append([name, n, sci(err), f"{k} of {n}", f"{lo:.2f} to {hi:.2f}", err])

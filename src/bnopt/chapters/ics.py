@@ -91,12 +91,14 @@ def moments_figure(vgg: dict, norms: list, lr0: float, layers: list):
     jumps = {}
     for n in [n for n in norms if (n, lr0) in vgg]:
         for j, layer in enumerate(layers):
+            jumps[(n, layer)] = {}
             for i, (q, title) in enumerate(MOMENTS):
                 st, v = moment_series(vgg[(n, lr0)], layer, q)
                 P.curve_band(axes[i, j], st[1:] if q.startswith("d") else st, v, color=C[n],
                              label=P.label(n) if (i, j) == (0, 0) else None)
                 axes[i, j].set_title(f"layer #{layer}: {title}", fontsize=9)
-            jumps[(n, layer)] = {q: np.nanmean(moment_series(vgg[(n, lr0)], layer, q)[1], axis=1) for q in ("dmu", "dvar")}
+                if q in ("dmu", "dvar"):
+                    jumps[(n, layer)][q] = np.nanmean(v, axis=1)
     for ax in axes[-1]:
         ax.set_xlabel("step")
     axes[0, 0].legend(fontsize=7)
@@ -106,13 +108,14 @@ def moments_figure(vgg: dict, norms: list, lr0: float, layers: list):
 
 
 def ics_stats(rs: list[dict], layer: int) -> dict:
-    """Per-seed medians over training of ||G - G'||, its ratio to ||G||, cos(G, G'), and the smallest cosine."""
-    _, l2 = S.probe_series(rs, "ics", S.at_layer("l2", layer))
+    """Per-seed medians over training of ||G - G'||, its ratio to ||G||, cos(G, G'), and the smallest cosine;
+    with the series themselves ('steps', 'l2_series', 'cos_series') for the figure."""
+    st, l2 = S.probe_series(rs, "ics", S.at_layer("l2", layer))
     _, cos = S.probe_series(rs, "ics", S.at_layer("cos", layer))
     _, gn = S.probe_series(rs, "ics", S.at_layer("g_norm", layer))
     with np.errstate(all="ignore"):
         return {"l2": np.nanmedian(l2, 1), "cos": np.nanmedian(cos, 1), "rel": np.nanmedian(l2 / gn, 1),
-                "cos_min": np.nanmin(cos, 1)}
+                "cos_min": np.nanmin(cos, 1), "steps": st, "l2_series": l2, "cos_series": cos}
 
 
 def ics_figure(res: dict, norms: list, lrs: list, layers: list, left: str, xs, smooth_window: int, cos_floor: float):
@@ -131,11 +134,9 @@ def ics_figure(res: dict, norms: list, lrs: list, layers: list, left: str, xs, s
                 P.curve_band(ax, xs, S.stack(rs, "train_loss"), color=C[n], label=P.label(n))
                 ax.set(ylabel="training loss", yscale="log", xlabel="step")
             for j, layer in enumerate(layers):
-                st, l2 = S.probe_series(rs, "ics", S.at_layer("l2", layer))
-                _, cos = S.probe_series(rs, "ics", S.at_layer("cos", layer))
-                P.curve_band(axes[r_i, 1 + j], st, l2, color=C[n])
-                P.curve_band(axes[r_i, 1 + len(layers) + j], st, cos, color=C[n])
-                stats[(n, lr, layer)] = ics_stats(rs, layer)
+                d = stats[(n, lr, layer)] = ics_stats(rs, layer)
+                P.curve_band(axes[r_i, 1 + j], d["steps"], d["l2_series"], color=C[n])
+                P.curve_band(axes[r_i, 1 + len(layers) + j], d["steps"], d["cos_series"], color=C[n])
         axes[r_i, 0].set_ylabel(f"LR {lr:g}\n" + axes[r_i, 0].get_ylabel())
         for j, layer in enumerate(layers):
             axes[r_i, 1 + j].set(yscale="log", title=f"layer #{layer}: ‖G − G′‖", xlabel="step")

@@ -46,10 +46,11 @@ def config_stats(rs: list[dict], smooth_window: int, acc_threshold: float) -> di
     """Per-seed and summary statistics of one configuration's runs."""
     acc = S.smooth(S.stack(rs, "train_acc"), smooth_window)
     reach = [S.steps_to_threshold(a, acc_threshold) for a in acc]
+    test = [S.final_eval(r, "test_acc") for r in rs]
     return {
         "acc": acc,
-        "test_seeds": [S.final_eval(r, "test_acc") for r in rs],
-        "test": S.mean_std([S.final_eval(r, "test_acc") for r in rs]),
+        "test_seeds": test,
+        "test": S.mean_std(test),
         "train_eval": S.mean_std([S.final_eval(r, "train_eval_acc") for r in rs]),
         "train_batch": S.mean_std([a[-1] for a in acc]),
         "reach_seeds": [np.inf if s is None else float(s) for s in reach],
