@@ -132,12 +132,38 @@ def test_training_claims_recorded_with_computed_verdicts(tmp_path, monkeypatch):
 
 
 def test_smoothness_claims(tmp_path):
-    bn = {"loss_width": [1.0, 1.0], "g_hi_med": [1.0, 5.0], "beta_med": [30.0, 30.0]}
-    std = {"loss_width": [2.0, 3.0], "g_hi_med": [2.0, 4.0], "beta_med": [20.0, 20.0]}
-    M.measure_claims({"vgg": {"batch": bn, "none": std}}, {"vgg": "test"}, folder=tmp_path)
+    bn = {"loss_width": [1.0, 1.0], "g_hi_med": [1.0, 5.0], "beta_med": [30.0, 30.0],
+          "g_hi_max": [10.0, 12.0], "beta_cv": [0.2, 0.3], "g_hi_early": [5.0, 6.0]}
+    std = {"loss_width": [2.0, 3.0], "g_hi_med": [2.0, 4.0], "beta_med": [20.0, 20.0],
+           "g_hi_max": [100.0, 90.0], "beta_cv": [0.25, 0.2], "g_hi_early": [0.1, 0.2]}
+    out = M.measure_claims({"vgg": {"batch": bn, "none": std}}, {"vgg": "test"}, folder=tmp_path)
     recs = claims.load(tmp_path)
     assert [recs[k]["verdict"] for k in ("fig4_loss_band", "fig4_grad_pred", "fig4_beta")] == \
         ["reproduced", "not reproduced", "not reproduced"]
+    assert recs["fig4_grad_spikes"]["verdict"] == "reproduced"      # BN's largest value lower in both seeds
+    assert recs["fig4_beta_flat"]["verdict"] == "not reproduced"    # 1 of 2 pairs agree
+    assert recs["fig4_grad_early"]["verdict"] == "not reproduced"   # BN higher in both seeds
+    assert recs["fig4_grad_early"]["numbers"]["effect"] == pytest.approx(np.sqrt(50 * 30))   # geometric mean ratio
+    assert "fig10_beta" not in recs                                  # no DLN stats: no DLN records
+    assert set(out) == {"verdict", "verdict_spikes", "verdict_early"} and "**reproduced**" in out["verdict_spikes"]
+
+
+def test_largest_usable_and_sweep_claim(tmp_path):
+    def run(loss, diverged=False):
+        return {"train_loss": np.array([9.0, loss]), "diverged": diverged}
+    lrs = [0.01, 0.1, 1.0]
+    res = {("vgg_sweep", "batch", 0.01): [run(1.0), run(1.0)], ("vgg_sweep", "batch", 0.1): [run(1.0), run(1.0)],
+           ("vgg_sweep", "batch", 1.0): [run(1.0), run(5.0)],
+           ("vgg_sweep", "none", 0.01): [run(1.0), run(3.0)], ("vgg_sweep", "none", 0.1): [run(3.0), run(3.0)],
+           ("vgg_sweep", "none", 1.0): [run(1.0, diverged=True), run(1.0, diverged=True)]}
+    assert M.largest_usable(res, "vgg_sweep", "batch", lrs, ref=2.0, final_fraction=0.5).tolist() == [1.0, 0.1]
+    assert M.largest_usable(res, "vgg_sweep", "none", lrs, ref=2.0, final_fraction=0.5).tolist() == \
+        pytest.approx([0.01, 0.001])                                   # none usable: one grid step below the grid
+    usable = {("vgg_sweep", n): {"ref": 2.0} for n in ("batch", "none")}
+    out = M.sweep_claims(res, [("vgg_sweep", lrs)], usable, 0.5, {"vgg_sweep": "test"}, folder=tmp_path)
+    rec = claims.load(tmp_path)["sweep_lr_vgg"]
+    assert rec["verdict"] == "reproduced" and rec["numbers"]["effect"] == pytest.approx(100.0)   # 100x and 100x
+    assert "**reproduced**" in out["verdict_sweep"]
 
 
 def test_ics_claims_use_cosine_differences(tmp_path):

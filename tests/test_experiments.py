@@ -45,9 +45,9 @@ def test_noise_norms_only_at_the_reference_lr():
 
 
 def test_book_probes_cover_what_the_chapters_plot():
-    names = [p.name for p in E.book_probes(50, 250, E.VGG_RIDGE_LAYERS, E.VGG_ETAS)]
+    names = [p.name for p in E.book_probes(50, 250, E.VGG_RIDGE_LAYERS, E.scaled_etas(0.1, E.VGG_ETA_MULTIPLES))]
     assert names == ["activations", "ics", "landscape", "sharpness"]
-    assert "sharpness" not in [p.name for p in E.book_probes(50, 0, E.VGG_RIDGE_LAYERS, E.VGG_ETAS)]
+    assert "sharpness" not in [p.name for p in E.book_probes(50, 0, E.VGG_RIDGE_LAYERS, E.scaled_etas(0.1, E.VGG_ETA_MULTIPLES))]
     for chapter, key in (("training", "ridge_layers"), ("ics", "ridge_layers")):
         assert set(E.chapter_parameters(chapter, None)[key]) <= set(E.VGG_RIDGE_LAYERS)
 

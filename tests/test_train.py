@@ -115,10 +115,10 @@ def test_probes_do_not_change_the_training_run(tiny_data):
 def test_the_book_probes_do_not_change_the_training_run(tiny_data, norm):
     """Every probe the book puts on its runs (experiments.book_probes), on a BN and a noisy-BN net:
     the loss trajectory is bit-identical with and without them."""
-    from bnopt.experiments import VGG_ETAS, book_probes
+    from bnopt.experiments import VGG_ETA_MULTIPLES, book_probes, scaled_etas
 
     plain = train(tiny_vgg(steps=6, norm=norm))
-    probed = train(tiny_vgg(steps=6, norm=norm, probes=book_probes(2, 3, [1, 8], VGG_ETAS)))
+    probed = train(tiny_vgg(steps=6, norm=norm, probes=book_probes(2, 3, [1, 8], scaled_etas(0.1, VGG_ETA_MULTIPLES))))
     assert torch.equal(plain["train_loss"], probed["train_loss"])
     assert set(probed["probes"]) == {"activations", "ics", "landscape", "sharpness"}
     assert [r["step"] for r in probed["probes"]["sharpness"]] == [0, 3]

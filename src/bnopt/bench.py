@@ -40,7 +40,8 @@ import torch
 
 from .config import RunConfig
 from .data import Split, Task
-from .experiments import DLN_ETAS, DLN_RIDGE_LAYERS, VGG_ETAS, VGG_RIDGE_LAYERS, book_probes, chapter_parameters, dln_config, vgg_config
+from .experiments import (DLN_ETA_MULTIPLES, DLN_RIDGE_LAYERS, VGG_ETA_MULTIPLES, VGG_RIDGE_LAYERS, at_lr, book_probes,
+                          chapter_parameters, dln_config, vgg_config)
 from .models import build_model
 from .paths import write_text_atomic
 from .probes import ProbeContext, build_probe
@@ -85,12 +86,15 @@ def book_settings(profile: str) -> dict:
 def kind_config(kind: str, s: dict) -> RunConfig:
     family, norm = KINDS[kind]
     if family == "vgg":
-        return vgg_config(**{"model.arch": s["arch"], "model.width": s["width"], "model.norm": norm,
-                             "optim.batch_size": s["batch_size"], "optim.steps": s["steps"],
-                             "eval_every": s["eval_every"], "data.eval_train_subset": s["eval_train_subset"],
-                             "probes": book_probes(s["probe_every"], s["curvature_every"], VGG_RIDGE_LAYERS, VGG_ETAS)})
-    return dln_config(**{"model.norm": norm, "optim.steps": s["dln_steps"], "probes": book_probes(
-        s["dln_probe_every"], s["dln_curvature_every"], DLN_RIDGE_LAYERS, DLN_ETAS)})
+        cfg = vgg_config(**{"model.arch": s["arch"], "model.width": s["width"], "model.norm": norm,
+                            "optim.batch_size": s["batch_size"], "optim.steps": s["steps"],
+                            "eval_every": s["eval_every"], "data.eval_train_subset": s["eval_train_subset"],
+                            "probes": book_probes(s["probe_every"], s["curvature_every"], VGG_RIDGE_LAYERS,
+                                                  VGG_ETA_MULTIPLES)})
+        return at_lr(cfg, cfg.optim.lr, VGG_ETA_MULTIPLES)
+    cfg = dln_config(**{"model.norm": norm, "optim.steps": s["dln_steps"], "probes": book_probes(
+        s["dln_probe_every"], s["dln_curvature_every"], DLN_RIDGE_LAYERS, DLN_ETA_MULTIPLES)})
+    return at_lr(cfg, cfg.optim.lr, DLN_ETA_MULTIPLES)
 
 
 def synthetic_task(cfg: RunConfig) -> Task:

@@ -242,15 +242,14 @@ def train_all(root: Path, profile: str, stems: list[str]) -> dict:
     parallel workers of `bnopt.executor` (notebooks then only read the cache)."""
     from .config import ConfigError
     from .executor import RunFailed, ensure
-    from .experiments import GRIDS, chapter_parameters, check_chapter, grid_configs
+    from .experiments import GRIDS, chapter_grid, chapter_parameters, grid_configs
 
     configs = []
     for stem in stems:               # every chapter's inputs are checked before anything trains
         if stem in GRIDS:
             params = chapter_parameters(stem, profile)
             try:
-                check_chapter(stem, params)
-                configs += grid_configs(GRIDS[stem](**params))
+                configs += grid_configs(chapter_grid(stem, params))
             except (ConfigError, ValueError) as e:
                 raise BuildError(f"chapter {stem!r} (profile {profile!r}): {e}") from None
     try:

@@ -50,17 +50,32 @@ CLAIMS: tuple[Claim, ...] = (
           "lower with BN (VGG, median over layers 2 and up and over training)", "Fig. 3a", "ics", "fig-dist-ics"),
     Claim("fig3_dln_ics", "In the deep linear network BN increases ICS: cos(G, G') is lower with BN",
           "Fig. 3b", "ics", "fig-dist-ics"),
-    Claim("fig4_loss_band", "BN narrows the loss variation along the gradient (VGG)", "Fig. 4a",
+    Claim("fig4_loss_band", "BN narrows the loss variation along the gradient (VGG; median over training)", "Fig. 4a",
           "smoothness", "fig-land-vgg"),
-    Claim("fig4_grad_pred", "BN makes gradients more predictive: smaller gradient change along the gradient (VGG)",
-          "Fig. 4b", "smoothness", "fig-land-vgg"),
-    Claim("fig4_beta", "BN lowers the effective beta-smoothness (VGG)", "Fig. 4c", "smoothness", "fig-land-vgg"),
-    Claim("fig10_loss_band", "BN narrows the loss variation along the gradient (deep linear network)", "Fig. 10a",
-          "smoothness", "fig-land-dln"),
-    Claim("fig10_grad_pred", "BN makes gradients more predictive (deep linear network)", "Fig. 10b",
-          "smoothness", "fig-land-dln"),
-    Claim("fig10_beta", "BN lowers the effective beta-smoothness (deep linear network)", "Fig. 10c",
-          "smoothness", "fig-land-dln"),
+    Claim("fig4_grad_pred", "BN makes gradients more predictive: smaller gradient change along the gradient "
+          "(VGG; median over training)", "Fig. 4b", "smoothness", "fig-land-vgg"),
+    Claim("fig4_beta", "BN lowers the effective beta-smoothness (VGG; median over training)", "Fig. 4c",
+          "smoothness", "fig-land-vgg"),
+    Claim("fig4_grad_spikes", "Without BN the gradient change along the gradient spikes: its largest value over "
+          "training is higher than with BN (VGG)", "Fig. 4b", "smoothness", "fig-land-vgg"),
+    Claim("fig4_beta_flat", "With BN the effective beta-smoothness stays flat, without it spikes and dips: a lower "
+          "coefficient of variation over training with BN (VGG)", "Fig. 4c", "smoothness", "fig-land-vgg"),
+    Claim("fig4_grad_early", "Early in training the gradient change along the gradient is much smaller with BN "
+          "(\"close to two orders of magnitude\")", "Sec. 3.2, text", "smoothness", "fig-land-vgg"),
+    Claim("fig10_loss_band", "BN narrows the loss variation along the gradient (deep linear network; median over "
+          "training)", "Fig. 10a", "smoothness", "fig-land-dln"),
+    Claim("fig10_grad_pred", "BN makes gradients more predictive (deep linear network; median over training)",
+          "Fig. 10b", "smoothness", "fig-land-dln"),
+    Claim("fig10_beta", "BN lowers the effective beta-smoothness (deep linear network; median over training)",
+          "Fig. 10c", "smoothness", "fig-land-dln"),
+    Claim("fig10_grad_spikes", "Without BN the gradient change spikes: its largest value over training is higher "
+          "than with BN (deep linear network)", "Fig. 10b", "smoothness", "fig-land-dln"),
+    Claim("fig10_beta_flat", "With BN the effective beta-smoothness stays flat: a lower coefficient of variation "
+          "over training (deep linear network)", "Fig. 10c", "smoothness", "fig-land-dln"),
+    Claim("sweep_lr_vgg", "BN tolerates larger learning rates: the largest usable learning rate of a sweep is "
+          "higher with BN (VGG)", "Sec. 3.1, text; Fig. 1b", "smoothness", "fig-sweep"),
+    Claim("sweep_lr_dln", "BN tolerates larger learning rates (deep linear network)", "Sec. 3.1, text",
+          "smoothness", "fig-sweep"),
     Claim("thm41_printed", "Theorem 4.1 as printed (with 1/sqrt(m)) bounds the BN gradient norm", "Thm. 4.1",
           "bn_math", "fig-t41"),
     Claim("thm41_identity", "Theorem 4.1's proof identity (with 1/m) holds exactly", "Thm. 4.1, proof",

@@ -1,6 +1,6 @@
 """Experiments declared as data: each chapter's grid of run configurations, built from its parameters.
 
-A chapter notebook calls `grid = experiments.GRIDS[name](**params)` and `run_grid(grid, seeds)`. The
+A chapter notebook calls `grid = experiments.chapter_grid(name, params)` and `run_grid(grid)`. The
 same grid can be run without Jupyter (on a GPU machine, in parallel processes) so that the book then
 reads every run from the cache:
 
@@ -21,18 +21,38 @@ from .runs import run
 
 # The probes every run of the book carries, so that the chapters share runs: the Fig. 1 runs at LR 0.1
 # are also the ICS chapter's and the smoothness chapter's. A probe costs time, never changes training.
+# The landscape probe's step sizes are multiples of the run's own learning rate (eta = multiple x LR), so
+# a run at another LR is probed over the same range relative to its step; the chapters' parameters
+# `eta_multiples`, `dln_eta_multiples` and `hessian_iters` default to these.
 VGG_RIDGE_LAYERS = (2, 3, 9, 11, 13)        # Fig. 1c: #3, #11; Figs 2 and 8: #2, #9, #13
-VGG_ETAS = (0.05, 0.1, 0.2, 0.4)            # Fig. 4 step sizes: [1/2, 4] x the reference LR 0.1
+VGG_ETA_MULTIPLES = (0.5, 1.0, 2.0, 4.0)    # Fig. 4 step sizes 0.05..0.4 at the reference LR 0.1
 DLN_RIDGE_LAYERS = (1, 11, 24)              # Fig. 9
-DLN_ETAS = (1e-8, 1e-7, 1e-6, 1e-5, 3e-5)   # Fig. 10: [1/100, 30] x the reference LR 1e-6
+DLN_ETA_MULTIPLES = (0.01, 0.1, 1.0, 10.0, 30.0)   # Fig. 10 step sizes 1e-8..3e-5 at the reference LR 1e-6
 HESSIAN_ITERS = 20                          # Lanczos steps (HVPs) for the extreme Hessian eigenvalues
+
+
+def scaled_etas(lr: float, multiples) -> list[float]:
+    """The landscape step sizes of a run at `lr` (rounded to 12 significant digits, so that the same
+    step sizes always give the same config hash).
+
+    >>> scaled_etas(0.1, VGG_ETA_MULTIPLES), scaled_etas(1e-6, DLN_ETA_MULTIPLES)
+    ([0.05, 0.1, 0.2, 0.4], [1e-08, 1e-07, 1e-06, 1e-05, 3e-05])
+    """
+    return [float(f"{lr * m:.12g}") for m in multiples]
+
+
+def at_lr(cfg: RunConfig, lr: float, eta_multiples, **changes) -> RunConfig:
+    """`cfg` at learning rate `lr`, its landscape probe's step sizes scaled to that LR (and other changes)."""
+    probes = [ProbeSpec(p.name, p.every, {**p.kwargs, "etas": scaled_etas(lr, eta_multiples)})
+              if p.name == "landscape" else p for p in cfg.probes]
+    return cfg.replace(**{"optim.lr": lr, "probes": probes, **changes})
 
 
 BOOK_PROBES = ("activations", "ics", "landscape", "sharpness")
 
 
 def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas,
-                only=BOOK_PROBES) -> list[ProbeSpec]:
+                only=BOOK_PROBES, hessian_iters: int = HESSIAN_ITERS) -> list[ProbeSpec]:
     """Activation samples, ICS (Definition 2.1, every layer), the landscape along the gradient, all
     every `probe_every` steps; the top Hessian eigenvalue every `curvature_every` steps (0 = never).
 
@@ -46,7 +66,7 @@ def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas,
               ProbeSpec("ics", every=probe_every),
               ProbeSpec("landscape", every=probe_every, kwargs={"etas": list(etas)})]
     if curvature_every:
-        probes.append(ProbeSpec("sharpness", every=curvature_every, kwargs={"iters": HESSIAN_ITERS}))
+        probes.append(ProbeSpec("sharpness", every=curvature_every, kwargs={"iters": hessian_iters}))
     return [p for p in probes if p.name in only]
 
 
@@ -68,67 +88,76 @@ def seeded(cfg: RunConfig, seeds) -> list[RunConfig]:
 
 
 def vgg_base(arch: str, width: float, steps: int, batch_size: int, eval_every: int, eval_train_subset: int,
-             probe_every: int, curvature_every: int, precision: str = "fp32") -> RunConfig:
-    """The book's VGG/CIFAR-10 run, with every probe."""
+             probe_every: int, curvature_every: int, precision: str = "fp32",
+             hessian_iters: int = HESSIAN_ITERS) -> RunConfig:
+    """The book's VGG/CIFAR-10 run, with every probe (landscape step sizes set by `at_lr`)."""
     return vgg_config(**{
         "model.arch": arch, "model.width": width, "optim.steps": steps, "optim.batch_size": batch_size,
         "eval_every": eval_every, "data.eval_train_subset": eval_train_subset, "precision": precision,
-        "probes": book_probes(probe_every, curvature_every, VGG_RIDGE_LAYERS, VGG_ETAS),
+        "probes": book_probes(probe_every, curvature_every, VGG_RIDGE_LAYERS, VGG_ETA_MULTIPLES,
+                              hessian_iters=hessian_iters),
     })
 
 
-def dln_base(dln_steps: int, dln_probe_every: int, dln_curvature_every: int) -> RunConfig:
-    """The book's deep-linear-network run (full-batch GD on 1000 fixed points), with every probe."""
+def dln_base(dln_steps: int, dln_probe_every: int, dln_curvature_every: int,
+             hessian_iters: int = HESSIAN_ITERS) -> RunConfig:
+    """The book's deep-linear-network run (full-batch GD on 1000 fixed points), with every probe
+    (landscape step sizes set by `at_lr`)."""
     return dln_config(**{"optim.steps": dln_steps, "probes": book_probes(
-        dln_probe_every, dln_curvature_every, DLN_RIDGE_LAYERS, DLN_ETAS)})
+        dln_probe_every, dln_curvature_every, DLN_RIDGE_LAYERS, DLN_ETA_MULTIPLES, hessian_iters=hessian_iters)})
 
 
 def _vgg(params: dict) -> RunConfig:
     keys = ("arch", "width", "steps", "batch_size", "eval_every", "eval_train_subset", "probe_every",
-            "curvature_every", "precision")
+            "curvature_every", "precision", "hessian_iters")
     return vgg_base(**{k: params[k] for k in keys if k in params})
+
+
+def _dln(params: dict) -> RunConfig:
+    keys = ("dln_steps", "dln_probe_every", "dln_curvature_every", "hessian_iters")
+    return dln_base(**{k: params[k] for k in keys if k in params})
+
+
+def _etas(params: dict, net: str) -> tuple:
+    """The chapter's landscape step-size multiples for `net` ('vgg' or 'dln'), else the book's defaults."""
+    return tuple(params.get("eta_multiples", VGG_ETA_MULTIPLES)) if net == "vgg" else \
+        tuple(params.get("dln_eta_multiples", DLN_ETA_MULTIPLES))
 
 
 def training_grid(lrs, norms, seeds, **params) -> dict[tuple, list[RunConfig]]:
     """Figure 1: VGG with each normalization at each learning rate. {(norm, lr): [config per seed]}"""
-    base = _vgg(params)
+    base, etas = _vgg(params), _etas(params, "vgg")
     plain = with_probes(base, ())     # only the reference LR's activations are plotted here
-    return {(norm, lr): seeded((base if lr == lrs[0] else plain).replace(**{"model.norm": norm, "optim.lr": lr}),
-                               seeds)
+    return {(norm, lr): seeded(at_lr(base if lr == lrs[0] else plain, lr, etas, **{"model.norm": norm}), seeds)
             for norm in norms for lr in lrs}
 
 
-def ics_grid(lrs, norms, noise_norms, seeds, dln_lrs, dln_seeds, dln_steps, dln_probe_every,
-             dln_curvature_every, **params) -> dict[tuple, list[RunConfig]]:
+def ics_grid(lrs, norms, noise_norms, seeds, dln_lrs, dln_seeds, **params) -> dict[tuple, list[RunConfig]]:
     """The ICS chapter. ('vgg', norm, lr): Figs 2, 3a, 8 (noisy norms at the reference LR lrs[0]
     only); ('dln', norm, lr): Figs 3b, 9."""
     # Reference-LR runs carry every probe (shared with the other chapters); the others carry what
     # this chapter plots: ICS at every LR, activation samples of the noisy-BN runs.
-    vgg = _vgg(params)
+    vgg, etas, dln, dln_etas = _vgg(params), _etas(params, "vgg"), _dln(params), _etas(params, "dln")
     vgg_ics, vgg_noisy = with_probes(vgg, ("ics",)), with_probes(vgg, ("activations", "ics"))
-    grid = {("vgg", n, lr): seeded((vgg if lr == lrs[0] else vgg_ics).replace(**{"model.norm": n, "optim.lr": lr}),
-                                   seeds)
+    grid = {("vgg", n, lr): seeded(at_lr(vgg if lr == lrs[0] else vgg_ics, lr, etas, **{"model.norm": n}), seeds)
             for n in norms for lr in lrs}
-    grid.update({("vgg", n, lrs[0]): seeded(vgg_noisy.replace(**{"model.norm": n, "optim.lr": lrs[0]}), seeds)
+    grid.update({("vgg", n, lrs[0]): seeded(at_lr(vgg_noisy, lrs[0], etas, **{"model.norm": n}), seeds)
                  for n in noise_norms})
-    dln = dln_base(dln_steps, dln_probe_every, dln_curvature_every)
     dln_ics = with_probes(dln, ("ics",))
-    grid.update({("dln", n, lr): seeded((dln if lr == dln_lrs[0] else dln_ics).replace(
-        **{"model.norm": n, "optim.lr": lr}), dln_seeds) for n in norms for lr in dln_lrs})
+    grid.update({("dln", n, lr): seeded(at_lr(dln if lr == dln_lrs[0] else dln_ics, lr, dln_etas,
+                                              **{"model.norm": n}), dln_seeds) for n in norms for lr in dln_lrs})
     return grid
 
 
-def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, dln_steps, dln_probe_every, dln_curvature_every,
-                    sweep_lrs, sweep_steps, sweep_seeds, dln_sweep_lrs, dln_sweep_steps,
-                    **params) -> dict[tuple, list[RunConfig]]:
+def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, sweep_lrs, sweep_steps, sweep_seeds, dln_sweep_lrs,
+                    dln_sweep_steps, **params) -> dict[tuple, list[RunConfig]]:
     """The smoothness chapter. ('vgg', norm, lr) and ('dln', norm, lr): Figs 4, 10, 11 and the
     curvature; ('vgg_sweep' | 'dln_sweep', norm, lr): short probe-free runs over a log grid of LRs."""
-    vgg = _vgg(params)
-    dln = dln_base(dln_steps, dln_probe_every, dln_curvature_every)
+    vgg, etas, dln, dln_etas = _vgg(params), _etas(params, "vgg"), _dln(params), _etas(params, "dln")
     grid = {}
     for n in norms:
-        grid[("vgg", n, lr)] = seeded(vgg.replace(**{"model.norm": n, "optim.lr": lr}), seeds)
-        grid[("dln", n, dln_lr)] = seeded(dln.replace(**{"model.norm": n, "optim.lr": dln_lr}), dln_seeds)
+        grid[("vgg", n, lr)] = seeded(at_lr(vgg, lr, etas, **{"model.norm": n}), seeds)
+        grid[("dln", n, dln_lr)] = seeded(at_lr(dln, dln_lr, dln_etas, **{"model.norm": n}), dln_seeds)
         for s_lr in sweep_lrs:
             grid[("vgg_sweep", n, s_lr)] = seeded(vgg.replace(**{
                 "model.norm": n, "optim.lr": s_lr, "optim.steps": sweep_steps, "probes": [],
@@ -165,11 +194,27 @@ def check_chapter(chapter: str, params: dict) -> None:
     checks = {"training": [("ridge_layers", VGG_RIDGE_LAYERS)],
               "ics": [("ridge_layers", VGG_RIDGE_LAYERS), ("ics_layers", None), ("dln_ics_layers", "dln")],
               "bn_math": [("hvp_layers", None)]}
+    for name in ("eta_multiples", "dln_eta_multiples"):
+        if name in params and (not params[name] or any(not m > 0 for m in params[name])):
+            raise ValueError(f"{name}={list(params[name])}: the landscape step sizes are multiples of the run's "
+                             f"learning rate; allowed: a non-empty list of positive numbers")
+    if "hessian_iters" in params and params["hessian_iters"] < 1:
+        raise ValueError(f"hessian_iters={params['hessian_iters']}: the number of Lanczos steps; allowed: an "
+                         f"integer >= 1")
     for name, valid in checks.get(chapter, []):
         if name in params:
             valid = vgg_layers() if valid is None else \
                 list(range(1, ModelConfig().depth + 1)) if valid == "dln" else valid
             check_layers(name, params[name], valid)
+
+
+def chapter_grid(chapter: str, params: dict) -> dict[tuple, list[RunConfig]]:
+    """A chapter's grid from its parameters (all of them: the grid takes what it needs), after checking
+    them: the one path from parameters to runs for the notebooks, the build and the CLI."""
+    if chapter not in GRIDS:
+        raise ValueError(f"unknown chapter {chapter!r}; chapters with runs: {', '.join(sorted(GRIDS))}")
+    check_chapter(chapter, params)
+    return GRIDS[chapter](**params)
 
 
 def run_grid(grid: dict, workers: int | None = None, threads: int | None = None) -> dict:
@@ -232,7 +277,7 @@ def main(argv=None) -> int:
             except (ValueError, SyntaxError):
                 given[name] = value                      # a bare word: a string, coerced below
         params.update(coerce_parameters(params, given, f"chapter {a.chapter!r}"))
-        configs = grid_configs(GRIDS[a.chapter](**params))
+        configs = grid_configs(chapter_grid(a.chapter, params))
         summary = ensure(configs, a.workers, a.threads, label=a.chapter)
     except (RunFailed, BuildError, ConfigError, ParameterError) as e:
         print(f"error: {e}", file=sys.stderr)

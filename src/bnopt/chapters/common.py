@@ -31,3 +31,16 @@ def last_fraction_mean(curve, fraction: float) -> float:
     k = max(1, int(len(c) * fraction + 1e-9))
     with np.errstate(all="ignore"):
         return float(np.nanmean(c[-k:]))
+
+
+def probe_settings(lr: float, eta_multiples, dln_lr: float, dln_eta_multiples, hessian_iters: int) -> dict:
+    """Glue text of the probes' settings: the landscape step sizes at the reference LRs and their multiples.
+
+    >>> probe_settings(0.1, [0.5, 4.0], 1e-6, [0.01, 30.0], 20)["etas_dln"]
+    '1e-08, 3e-05'
+    """
+    from ..experiments import scaled_etas
+    fmt = lambda xs: ", ".join(f"{x:g}" for x in xs)
+    return {"etas_vgg": fmt(scaled_etas(lr, eta_multiples)), "etas_dln": fmt(scaled_etas(dln_lr, dln_eta_multiples)),
+            "eta_multiples": fmt(eta_multiples), "dln_eta_multiples": fmt(dln_eta_multiples),
+            "hessian_iters": f"{hessian_iters}"}
