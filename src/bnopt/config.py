@@ -68,10 +68,14 @@ class ModelConfig:
 
     def __post_init__(self):
         from .models import ARCHS
-        from .norms import available
+        from .norms import available, check_norm_kwargs
         _choice("model.arch", self.arch, ARCHS)
         _choice("model.norm", self.norm, available())
         _type("model.norm_kwargs", self.norm_kwargs, dict, "a dict")
+        try:
+            check_norm_kwargs(self.norm, self.norm_kwargs)
+        except ValueError as e:
+            raise ConfigError(f"model.norm_kwargs: {e}") from None
         _num("model.width", self.width, gt=0)
         _choice("model.head", self.head, ("linear", "mlp"))
         _type("model.conv_bias", self.conv_bias, bool, "true or false")

@@ -6,8 +6,10 @@ import numpy as np
 import seaborn as sns
 
 NORM_LABELS = {"none": "Standard", "batch": "Standard + BatchNorm", "noisy_batch": "Standard + noisy BatchNorm",
-               "noise_only": "Standard + noise (no BN)"}
-NORM_COLORS = {"none": "C0", "batch": "C3", "noisy_batch": "C2", "noise_only": "C1"}
+               "noise_only": "Standard + noise (no BN)", "l1": "Standard + ℓ1 norm", "l2": "Standard + ℓ2 norm",
+               "linf": "Standard + ℓ∞ norm", "layer": "Standard + layer norm", "group": "Standard + group norm"}
+NORM_COLORS = {"none": "C0", "batch": "C3", "noisy_batch": "C2", "noise_only": "C1", "l1": "C4", "l2": "C5",
+               "linf": "C6", "layer": "C8", "group": "C9"}
 
 
 def setup() -> None:

@@ -326,6 +326,16 @@ def largest_usable(results: dict, kind: str, n: str, lrs: list, ref: float, fina
     return best if best is not None else np.array([])
 
 
+def lr_bounds(values, lrs) -> str:
+    """Per-seed largest usable learning rates as text, the censored ones as bounds.
+
+    >>> lr_bounds([0.3, 0.001, 3.0], [0.01, 0.3, 3.0])
+    '0.3, < 0.01, ≥ 3'
+    """
+    lo, hi = min(lrs), max(lrs)
+    return ", ".join(f"< {lo:g}" if v < lo else f"≥ {hi:g}" if v >= hi else f"{v:g}" for v in values)
+
+
 def sweep_claims(results: dict, sweeps: list, usable: dict, final_fraction: float, scales: dict,
                  folder=".") -> dict:
     """The claim "BN tolerates larger learning rates", per network of `sweeps` = [(kind, lrs)]: the largest
@@ -340,8 +350,8 @@ def sweep_claims(results: dict, sweeps: list, usable: dict, final_fraction: floa
         a, b = (largest_usable(results, kind, n, lrs, ref, final_fraction) for n in ("batch", "none"))
         c = compare(a, b, ">")
         net = "VGG" if kind == "vgg_sweep" else "DLN"
-        m = (f"{net}: largest usable learning rate per seed, BN {', '.join(f'{x:g}' for x in a)} vs standard "
-             f"{', '.join(f'{x:g}' for x in b)} (grid {lrs[0]:g} to {lrs[-1]:g})")
+        m = (f"{net}: largest usable learning rate per seed, BN {lr_bounds(a, lrs)} vs standard {lr_bounds(b, lrs)} "
+             f"(grid {min(lrs):g} to {max(lrs):g}; a value at an end of the grid is a bound, so is the ratio)")
         claims.record(ids[kind], c, m, scales[kind], folder)
         parts.append(f"{m}; BN/standard {c.text()}: **{c.verdict}**")
     return {"verdict_sweep": "; ".join(parts) if parts else "n/a"}
