@@ -72,9 +72,9 @@ def test_failed_write_leaves_no_partial_entry(home, monkeypatch):
 
 
 def test_key_covers_every_field():
-    base = RunConfig()
+    base = RunConfig().replace(**{"model.norm": "batch"})
     k0 = config_hash(base.to_dict())
-    changes = {"model.norm": "batch", "model.width": 0.5, "model.norm_kwargs": {"eps": 1e-3},
+    changes = {"model.norm": "l1", "model.width": 0.5, "model.norm_kwargs": {"eps": 1e-3},
                "data.augment": True, "data.train_subset": 100, "optim.lr": 0.5, "optim.steps": 10,
                "optim.momentum": 0.9, "optim.weight_decay": 5e-4, "optim.batch_size": 64, "seed": 1,
                "eval_every": 100, "precision": "tf32", "save_state": True, "cache_version": CACHE_VERSION + 1,

@@ -5,7 +5,7 @@ import torch
 
 from bnopt import executor as X
 from bnopt.cache import RunCache
-from bnopt.config import vgg_config
+from bnopt.config import ProbeSpec, vgg_config
 from bnopt.runs import run
 
 
@@ -29,8 +29,9 @@ def test_pool_trains_missing_runs_once_and_matches_an_in_process_run(tiny_data):
 
 
 def test_a_failed_run_is_named_with_its_log(tiny_data):
-    bad = tiny(0, **{"model.norm_kwargs": {"no_such_option": 1}, "model.norm": "batch"})
-    with pytest.raises(X.RunFailed, match=r"1 of 2 runs failed:\n.*norm=batch.*TypeError.*\(log: .*failed-.*\.log\)"):
+    # probe options are checked where the probe is built, in the worker: the run fails there
+    bad = tiny(0, **{"model.norm": "batch", "probes": [ProbeSpec("landscape", every=1, kwargs={"etas": [-1.0]})]})
+    with pytest.raises(X.RunFailed, match=r"1 of 2 runs failed:\n.*norm=batch.*ValueError.*\(log: .*failed-.*\.log\)"):
         X.ensure([bad, tiny(3)], workers=2, threads=1)
     assert X.missing([tiny(3)]) == []                        # the good run still finished and is cached
 
