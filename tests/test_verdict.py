@@ -1,23 +1,15 @@
 """The one verdict rule (bnopt.verdict) and the claims ledger (bnopt.claims) on cases with known answers."""
 from __future__ import annotations
 
-import doctest
 import json
 import math
 
 import numpy as np
 import pytest
 
-from bnopt import claims, report, verdict
+from bnopt import claims, report
 from bnopt.config import ConfigError
 from bnopt.verdict import Rule, compare, theory
-
-
-@pytest.mark.parametrize("module", [verdict, claims, report])
-def test_doctests(module):
-    res = doctest.testmod(module)
-    assert res.failed == 0
-    assert module is claims or res.attempted > 0
 
 
 def test_effect_is_geometric_mean_ratio_and_ci_brackets_it():
