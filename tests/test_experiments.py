@@ -23,17 +23,31 @@ def test_every_grid_builds_with_seeds_applied(chapter, profile):
         assert len({c.seed for c in cfgs}) == len(cfgs)       # one config per seed, distinct seeds
 
 
-@pytest.mark.parametrize("profile", ["quick", "paper"])
+@pytest.mark.parametrize("profile", ["quick", "paper", "tiny"])
 def test_reference_runs_are_shared_between_chapters(profile):
-    """Same parameters give the same configs: the LR-0.1 VGG runs are trained once for three chapters,
-    the DLN runs once for two."""
+    """Same parameters give the same configs: the LR-0.1 VGG runs are trained once for four chapters
+    (the BN-math chapter reads the ones of its seeds), the DLN runs once for two."""
     training, _ = keys("training", profile)
     ics, ics_grid = keys("ics", profile)
     smooth, _ = keys("smoothness", profile)
-    shared_vgg = {canonical_json(c.to_dict()) for n in ("none", "batch") for c in ics_grid[("vgg", n, 0.1)]}
+    bn_math, _ = keys("bn_math", profile)
+    lr = E.chapter_parameters("ics", profile)["lrs"][0]
+    shared_vgg = {canonical_json(c.to_dict()) for n in ("none", "batch") for c in ics_grid[("vgg", n, lr)]}
     assert shared_vgg <= training and shared_vgg <= smooth
+    assert bn_math and bn_math <= shared_vgg | training       # tiny's ICS chapter has fewer seeds than Fig. 1
     shared_dln = {canonical_json(c.to_dict()) for n in ("none", "batch") for c in ics_grid[("dln", n, 1e-6)]}
     assert shared_dln <= smooth
+
+
+def test_only_the_reference_runs_keep_weights():
+    """The reference runs keep their final weights and sigma_j (for the BN-math chapter); the runs derived
+    from them with fewer probes (other LRs, noisy BN, sweeps) keep neither."""
+    for chapter in ("training", "ics", "smoothness"):
+        p = E.chapter_parameters(chapter, "quick")
+        for cfg in E.grid_configs(E.chapter_grid(chapter, p)):
+            reference = cfg.model.arch != "dln" and any(pr.name == "landscape" for pr in cfg.probes)
+            assert cfg.save_state == reference, (chapter, cfg.model.norm, cfg.optim.lr)
+            assert ("unit_std" in [pr.name for pr in cfg.probes]) == reference
 
 
 def test_noise_norms_only_at_the_reference_lr():

@@ -71,8 +71,9 @@ def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas,
 
 
 def with_probes(cfg: RunConfig, only) -> RunConfig:
-    """The same run carrying only the named probes of its book probe set."""
-    return cfg.replace(probes=[p for p in cfg.probes if p.name in only])
+    """The same run carrying only the named probes of its book probe set (and not keeping its weights:
+    only the reference runs do)."""
+    return cfg.replace(probes=[p for p in cfg.probes if p.name in only], save_state=False)
 
 
 def check_layers(name: str, layers, valid) -> list[int]:
@@ -90,12 +91,15 @@ def seeded(cfg: RunConfig, seeds) -> list[RunConfig]:
 def vgg_base(arch: str, width: float, steps: int, batch_size: int, eval_every: int, eval_train_subset: int,
              probe_every: int, curvature_every: int, precision: str = "fp32",
              hessian_iters: int = HESSIAN_ITERS) -> RunConfig:
-    """The book's VGG/CIFAR-10 run, with every probe (landscape step sizes set by `at_lr`)."""
+    """The book's reference VGG/CIFAR-10 run, with every probe (landscape step sizes set by `at_lr`).
+    It also keeps its final weights and records the per-unit sigma_j, so that the BN-math chapter
+    checks the theorems on these same runs (no training of its own)."""
     return vgg_config(**{
         "model.arch": arch, "model.width": width, "optim.steps": steps, "optim.batch_size": batch_size,
         "eval_every": eval_every, "data.eval_train_subset": eval_train_subset, "precision": precision,
+        "save_state": True,
         "probes": book_probes(probe_every, curvature_every, VGG_RIDGE_LAYERS, VGG_ETA_MULTIPLES,
-                              hessian_iters=hessian_iters),
+                              hessian_iters=hessian_iters) + [ProbeSpec("unit_std", every=probe_every)],
     })
 
 
@@ -159,8 +163,8 @@ def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, sweep_lrs, sweep_steps,
         grid[("vgg", n, lr)] = seeded(at_lr(vgg, lr, etas, **{"model.norm": n}), seeds)
         grid[("dln", n, dln_lr)] = seeded(at_lr(dln, dln_lr, dln_etas, **{"model.norm": n}), dln_seeds)
         for s_lr in sweep_lrs:
-            grid[("vgg_sweep", n, s_lr)] = seeded(vgg.replace(**{
-                "model.norm": n, "optim.lr": s_lr, "optim.steps": sweep_steps, "probes": [],
+            grid[("vgg_sweep", n, s_lr)] = seeded(with_probes(vgg, ()).replace(**{
+                "model.norm": n, "optim.lr": s_lr, "optim.steps": sweep_steps,
                 "eval_every": 0, "data.eval_train_subset": 0}), sweep_seeds)
         for s_lr in dln_sweep_lrs:
             grid[("dln_sweep", n, s_lr)] = seeded(dln.replace(**{
@@ -168,17 +172,13 @@ def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, sweep_lrs, sweep_steps,
     return grid
 
 
-def bn_math_grid(arch: str, width: float, steps: int, batch_size: int, lr: float, probe_every: int,
-                 eval_every: int, seeds, precision: str = "fp32", **_unused) -> dict[str, list[RunConfig]]:
-    """The BN-math chapter: a VGG with and without BN whose final weights are kept (for the theorem
-    checks on trained layers) and whose per-unit sigma_j is recorded over training."""
-    base = vgg_config(**{
-        "model.arch": arch, "model.width": width, "optim.steps": steps, "optim.batch_size": batch_size,
-        "optim.lr": lr, "eval_every": eval_every, "data.eval_train_subset": 0, "precision": precision,
-        "model.memory_format": "contiguous",   # the float64 theory checks rebuild these nets on the NCHW path
-        "save_state": True, "probes": [ProbeSpec("unit_std", every=probe_every)],
-    })
-    return {norm: seeded(base.replace(**{"model.norm": norm}), seeds) for norm in ("none", "batch")}
+def bn_math_grid(lr: float, seeds, **params) -> dict[str, list[RunConfig]]:
+    """The BN-math chapter: the reference VGG runs with and without BN (the same configurations as the
+    other chapters', so they are trained once), which keep their final weights for the theorem checks
+    on trained layers and record the per-unit sigma_j over training."""
+    vgg = _vgg(params)
+    return {norm: seeded(at_lr(vgg, lr, _etas(params, "vgg"), **{"model.norm": norm}), seeds)
+            for norm in ("none", "batch")}
 
 
 GRIDS = {"training": training_grid, "bn_math": bn_math_grid, "ics": ics_grid, "smoothness": smoothness_grid}

@@ -130,12 +130,15 @@ def scale_invariance(scales=(0.1, 10.0), n: int = 256, d_in: int = 20, d_out: in
 # --- the networks the theorems are checked on -------------------------------------------------------
 
 def networks(grid: dict, runs: dict, seeds: list) -> dict:
-    """{name: float64 BN network in train mode}: the initialisation (seed 0) and every trained seed."""
+    """{name: float64 BN network in train mode}: the initialisation (seed 0) and every trained seed,
+    rebuilt in the NCHW memory format (the float64 checks' path; the weights are the same numbers)."""
+    import dataclasses
+
     from ..models import build_model
 
     def model_from(result=None, seed=0):
         torch.manual_seed(seed)
-        m = build_model(grid["batch"][0].model)
+        m = build_model(dataclasses.replace(grid["batch"][0].model, memory_format="contiguous"))
         if result is not None:
             m.load_state_dict(result["state_dict"])
         return m.double().train()
