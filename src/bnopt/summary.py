@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 
 def smooth(x, window: int) -> np.ndarray:
@@ -68,6 +69,34 @@ def steps_to_threshold(curve, threshold: float) -> int | None:
     """First step (1-based count of steps taken) at which the curve reaches the threshold, or None."""
     hit = np.nonzero(np.asarray(curve) >= threshold)[0]
     return int(hit[0]) + 1 if len(hit) else None
+
+
+def truncate(result: dict, steps: int) -> dict:
+    """The run's record as if it had trained only its first `steps` steps: the training curves cut,
+    the evaluations at steps <= `steps`, the probe records taken before step `steps` (a run of n steps
+    probes at steps < n), no final weights. With a constant learning rate and a data order that does
+    not depend on the run's length, this equals the shorter run exactly (tests/test_truncate.py).
+
+    >>> r = {"steps": 4, "steps_done": 4, "diverged": False, "diverged_at": -1, "train_loss": [4, 3, 2, 1],
+    ...      "evals": {"step": [2, 4], "test_acc": [0.5, 0.6]}, "probes": {"ics": [{"step": 0}, {"step": 2}]}}
+    >>> t = truncate(r, 2)
+    >>> t["train_loss"], t["evals"], [p["step"] for p in t["probes"]["ics"]], t["steps"]
+    ([4, 3], {'step': [2], 'test_acc': [0.5]}, [0], 2)
+    """
+    if steps >= result["steps"]:
+        return result
+    out = dict(result, steps=steps, steps_done=min(result["steps_done"], steps), state_dict=None)
+    for k in ("train_loss", "train_acc"):
+        if result.get(k) is not None:
+            out[k] = result[k][:steps]
+    if result.get("diverged") and result.get("diverged_at", -1) >= steps:
+        out.update(diverged=False, diverged_at=-1)
+    ev = result.get("evals") or {}
+    keep = [i for i, st in enumerate(ev.get("step", [])) if st <= steps]
+    out["evals"] = {k: v[torch.as_tensor(keep, dtype=torch.long)] if isinstance(v, torch.Tensor) else
+                    [v[i] for i in keep] for k, v in ev.items()}
+    out["probes"] = {k: [p for p in v if p["step"] < steps] for k, v in (result.get("probes") or {}).items()}
+    return out
 
 
 def pm(mean: float, std: float, digits: int = 1, scale: float = 1.0) -> str:
