@@ -8,6 +8,8 @@ defaults of the functions' arguments, so that no literal in the chapter changes 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -132,8 +134,6 @@ def scale_invariance(scales=(0.1, 10.0), n: int = 256, d_in: int = 20, d_out: in
 def networks(grid: dict, runs: dict, seeds: list) -> dict:
     """{name: float64 BN network in train mode}: the initialisation (seed 0) and every trained seed,
     rebuilt in the NCHW memory format (the float64 checks' path; the weights are the same numbers)."""
-    import dataclasses
-
     from ..models import build_model
 
     def model_from(result=None, seed=0):
