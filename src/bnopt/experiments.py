@@ -181,7 +181,26 @@ def bn_math_grid(lr: float, seeds, **params) -> dict[str, list[RunConfig]]:
             for norm in ("none", "batch")}
 
 
-GRIDS = {"training": training_grid, "bn_math": bn_math_grid, "ics": ics_grid, "smoothness": smoothness_grid}
+def norms_grid(lr, norms, seeds, dln_lr, dln_seeds, norm_steps, norm_dln_steps, **params) -> dict[tuple, list[RunConfig]]:
+    """The normalizations chapter: ('vgg', norm, lr) and ('dln', norm, dln_lr) for every norm.
+
+    Standard and BN are the book's reference runs (shared with the other chapters, full length). The
+    other normalizations carry the same probes and train the first `norm_steps` VGG steps
+    (`norm_dln_steps` DLN steps) of the same protocol; the chapter compares all of them over that
+    window (`bnopt.summary.truncate`: a shorter run is exactly the prefix of the longer one)."""
+    vgg, etas, dln, dln_etas = _vgg(params), _etas(params, "vgg"), _dln(params), _etas(params, "dln")
+    grid = {}
+    for n in norms:
+        ref = n in ("none", "batch")
+        grid[("vgg", n, lr)] = seeded(at_lr(vgg if ref else with_probes(vgg, BOOK_PROBES), lr, etas, **{
+            "model.norm": n, "optim.steps": vgg.optim.steps if ref else norm_steps}), seeds)
+        grid[("dln", n, dln_lr)] = seeded(at_lr(dln, dln_lr, dln_etas, **{
+            "model.norm": n, "optim.steps": dln.optim.steps if ref else norm_dln_steps}), dln_seeds)
+    return grid
+
+
+GRIDS = {"training": training_grid, "bn_math": bn_math_grid, "ics": ics_grid, "smoothness": smoothness_grid,
+         "norms": norms_grid}
 
 
 def check_chapter(chapter: str, params: dict) -> None:
@@ -194,10 +213,16 @@ def check_chapter(chapter: str, params: dict) -> None:
     checks = {"training": [("ridge_layers", VGG_RIDGE_LAYERS)],
               "ics": [("ridge_layers", VGG_RIDGE_LAYERS), ("ics_layers", None), ("dln_ics_layers", "dln")],
               "bn_math": [("hvp_layers", None)]}
+    if chapter == "norms" and "act_layer" in params:
+        check_layers("act_layer", [params["act_layer"]], VGG_RIDGE_LAYERS)
     for name in ("eta_multiples", "dln_eta_multiples"):
         if name in params and (not params[name] or any(not m > 0 for m in params[name])):
             raise ValueError(f"{name}={list(params[name])}: the landscape step sizes are multiples of the run's "
                              f"learning rate; allowed: a non-empty list of positive numbers")
+    for name, total in (("norm_steps", "steps"), ("norm_dln_steps", "dln_steps")):
+        if name in params and not 1 <= params[name] <= params.get(total, params[name]):
+            raise ValueError(f"{name}={params[name]}: the window of steps the normalizations are compared over; "
+                             f"allowed: 1 to {total} ({params.get(total)})")
     if "hessian_iters" in params and params["hessian_iters"] < 1:
         raise ValueError(f"hessian_iters={params['hessian_iters']}: the number of Lanczos steps; allowed: an "
                          f"integer >= 1")
