@@ -101,3 +101,61 @@ def test_failing_chapter_leaves_no_executed_copy(tmp_path):
     with pytest.raises(B.BuildError, match="boom"):
         B.execute_chapter(nb, out, {"fail": True})
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def _fake_chapters(monkeypatch, tmp_path, fail=None):
+    """stage_book with the real table of contents but a fake executor that records when each chapter ran."""
+    import threading
+    import time
+
+    log, lock = [], threading.Lock()
+
+    def fake_execute(nb_path, out_path, parameters, cwd=None):
+        with lock:
+            log.append(("start", nb_path.stem, time.perf_counter(), dict(B.os.environ)))
+        time.sleep(0.2)
+        if nb_path.stem == fail:
+            raise B.BuildError(f"chapter {fail!r} failed: boom")
+        out_path.write_text("{}")
+        with lock:
+            log.append(("end", nb_path.stem, time.perf_counter(), None))
+        return 0.2
+
+    monkeypatch.setattr(B, "execute_chapter", fake_execute)
+    monkeypatch.setattr(B, "train_all", lambda *a: {"trained": 0, "cached": 0, "workers": 1, "threads": 1})
+    monkeypatch.setenv("BNOPT_PROGRESS", "off")
+    return log
+
+
+def test_chapters_execute_two_at_a_time_and_cost_and_ledger_alone_last(monkeypatch, tmp_path):
+    log = _fake_chapters(monkeypatch, tmp_path)
+    monkeypatch.setenv("BNOPT_CHAPTER_JOBS", "2")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    timings = B.stage_book(ROOT, tmp_path / "stage", "tiny")
+    stems = [nb.stem for nb in CHAPTERS]
+    assert set(timings) == {"runs", *stems}
+    starts = {s: t for kind, s, t, _ in log if kind == "start"}
+    ends = {s: t for kind, s, t, _ in log if kind == "end"}
+    together = [s for s in stems if s not in B.ALONE]
+    assert starts[together[1]] < ends[together[0]]                   # two chapters overlap
+    assert starts["cost"] > max(ends[s] for s in together)           # cost runs alone, after them
+    assert starts["ledger"] > ends["cost"]                           # the ledger reads every chapter
+    env = {s: e for kind, s, _, e in log if kind == "start"}
+    assert env[together[0]]["OMP_NUM_THREADS"] == str(max(1, (B.os.cpu_count() or 1) // 2))
+    assert "OMP_NUM_THREADS" not in env["cost"] and "OMP_NUM_THREADS" not in B.os.environ   # restored
+
+
+def test_a_failing_chapter_stops_the_parallel_build(monkeypatch, tmp_path):
+    stems = [nb.stem for nb in CHAPTERS if nb.stem not in B.ALONE]
+    log = _fake_chapters(monkeypatch, tmp_path, fail=stems[0])
+    monkeypatch.setenv("BNOPT_CHAPTER_JOBS", "1")
+    with pytest.raises(B.BuildError, match=f"chapter '{stems[0]}' failed"):
+        B.stage_book(ROOT, tmp_path / "stage", "tiny")
+    assert [s for kind, s, _, _ in log if kind == "start"] == [stems[0]]   # nothing else started
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_chapter_jobs_names_what_is_allowed(monkeypatch, value):
+    monkeypatch.setenv("BNOPT_CHAPTER_JOBS", value)
+    with pytest.raises(B.BuildError, match="allowed: an integer >= 1"):
+        B.chapter_jobs()

@@ -29,7 +29,7 @@ def test_pooled_lp_claims_reproduce_when_every_variant_and_seed_agrees(tmp_path)
     out = N.measure_claims(meas, {"vgg": 100, "dln": 1000}, {"vgg": "s", "dln": "s"}, folder=tmp_path)
     rec = claims.load(tmp_path)
     assert rec["fig5_lp_vgg"]["verdict"] == "reproduced"          # never-reached standard: capped at the window
-    assert rec["fig5_lp_vgg"]["numbers"]["n"] == 9                 # 3 variants x 3 seeds, paired by seed
+    assert rec["fig5_lp_vgg"]["numbers"]["n"] == 3                 # one pooled pair per seed, not 3 x 3
     assert rec["fig5_lp_dln"]["verdict"] == "reproduced"
     assert rec["fig5_l1_dln"]["verdict"] == "reproduced"           # l1 200..220 < BN 300..320 on every seed
     assert rec["fig6_lp_shift"]["verdict"] == "not reproduced"     # shift proportional to speed: l_p smaller

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import yaml
@@ -227,14 +228,74 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     timings["runs"] = time.perf_counter() - t0
     record.update(runs=timings["runs"], runs_trained=summary["trained"], runs_cached=summary["cached"],
                   workers=summary["workers"], threads=summary["threads"])
+    for nb in selected:
+        claims.clear(stage, nb.stem)               # its ledger rows are written anew as it executes
+    lock, failed = threading.Lock(), threading.Event()
+
+    def execute(nb: Path) -> None:
+        if failed.is_set():                        # a chapter failed: start no other
+            return
+        message(f"executing chapter {nb.stem} (profile {profile}, parameters {params[nb.stem]})")
+        try:
+            seconds = execute_chapter(nb, stage / nb.name, params[nb.stem], cwd=stage)
+        except BaseException:
+            failed.set()
+            raise
+        with lock:
+            timings[nb.stem] = seconds
+            record.update(chapters={**record.data.get("chapters", {}), nb.stem: seconds})
+        message(f"chapter {nb.stem} done in {seconds:.0f}s")
+
+    together = [nb for nb in selected if nb.stem not in ALONE]
+    t0 = time.perf_counter()
     with _progress_relay(stage / ".progress.log"):
-        for nb in selected:
-            message(f"executing chapter {nb.stem} (profile {profile}, parameters {params[nb.stem]})")
-            claims.clear(stage, nb.stem)           # its ledger rows are written anew as it executes
-            timings[nb.stem] = execute_chapter(nb, stage / nb.name, params[nb.stem], cwd=stage)
-            record.update(chapters={**record.data.get("chapters", {}), nb.stem: timings[nb.stem]})
-            message(f"chapter {nb.stem} done in {timings[nb.stem]:.0f}s")
+        jobs = chapter_jobs()
+        with _kernel_threads(max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None), \
+                ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(execute, nb) for nb in together]
+            for f in as_completed(futures):
+                if f.exception() is not None:      # the first failure stops the build, named
+                    for g in futures:
+                        g.cancel()
+                    raise f.exception()
+        record.update(chapters_wall=time.perf_counter() - t0, chapter_jobs=jobs)
+        for nb in [nb for nb in selected if nb.stem in ALONE]:
+            execute(nb)
     return timings
+
+
+# Chapters that execute alone, in this order, after all the others: `cost` times this machine (nothing
+# may run beside it), `ledger` reads every other chapter's claims.
+ALONE = ("cost", "ledger")
+
+
+def chapter_jobs() -> int:
+    """How many chapters execute at once: BNOPT_CHAPTER_JOBS, else 2 where there are 2 cores or more (the
+    notebooks only read the run cache; most of their time is single-threaded plotting and statistics)."""
+    v = os.environ.get("BNOPT_CHAPTER_JOBS", "").strip()
+    if v:
+        if not v.isdigit() or int(v) < 1:
+            raise BuildError(f"BNOPT_CHAPTER_JOBS={v!r}: allowed: an integer >= 1")
+        return int(v)
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+@contextlib.contextmanager
+def _kernel_threads(n: int | None):
+    """Kernels started inside use `n` threads each (OMP/MKL), so that chapters executing side by side do
+    not oversubscribe the cores; the caller's settings come back afterwards. None: leave them alone."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in names}
+    if n is not None:
+        os.environ.update({k: str(n) for k in names})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def train_all(root: Path, profile: str, stems: list[str]) -> dict:

@@ -24,8 +24,8 @@ from .common import last_fraction_mean, scale_tag
 LP = ("l1", "l2", "linf")          # the paper's three normalizations (Sec. 3.3)
 NETS = {"vgg": "VGG", "dln": "DLN"}
 # The measurements set against the speed of training: (key, name in tables, name in prose).
-MEASURES = (("shift", "distributional shift", "one-step input shift W2/s, mean over layers 2 and up"),
-            ("ics", "gradient ICS", "1 − cos(G, G′) of Definition 2.1, mean over layers 2 and up"),
+MEASURES = (("shift", "distributional shift", "one-step input shift W2/s, median over layers 2 and up"),
+            ("ics", "gradient ICS", "1 − cos(G, G′) of Definition 2.1, median over layers 2 and up"),
             ("beta", "β-smoothness", "median effective β-smoothness"),
             ("g_pred", "gradient predictiveness", "median of the largest gradient change along the gradient"),
             ("loss_width", "loss band width", "median width of the loss band along the gradient"),
@@ -93,11 +93,13 @@ def speed(rs: list[dict], kind: str, speed_acc: float, speed_loss_fraction: floa
 
 
 def layer_mean(rs: list[dict], field: str, transform=lambda v: v) -> np.ndarray:
-    """Per seed: an ICS-probe field's median over training, averaged over layers 2 and up (layer 1's
-    input is the data, which does not shift)."""
+    """Per seed: an ICS-probe field's median over training, then the median over layers 2 and up (layer 1's
+    input is the data, which does not shift). The median over layers, not the mean: a layer whose input
+    has collapsed to a near-constant (standard deviation near 0) has a shift W2/s of 1e4..1e7 and would
+    decide a mean alone [choice]."""
     _, prof = I.layer_profile(rs, field)
     with np.errstate(all="ignore"):
-        return np.nanmean(transform(prof[1:]), axis=0)
+        return np.nanmedian(transform(prof[1:]), axis=0)
 
 
 def measurements(results: dict, norms: list, speed_acc: float, speed_loss_fraction: float, smooth_window: int,
@@ -110,7 +112,7 @@ def measurements(results: dict, norms: list, speed_acc: float, speed_loss_fracti
         lr = lr_of(results, kind)
         for n in present(results, kind, norms):
             rs = results[(kind, n, lr)]
-            land = M.land_stats({n: M.landscape(rs)}, early_fraction=0.1)[n]
+            land = M.land_stats({n: M.landscape(rs)}, early_fraction=1.0)[n]   # the early reading is not used here
             curv = M.curvature_stats(rs, lr)
             out[(kind, n)] = {
                 "speed": speed(rs, kind, speed_acc, speed_loss_fraction, smooth_window),
@@ -150,7 +152,24 @@ def table(meas: dict, windows: dict) -> tuple[list, list, dict]:
         glued.update({f"{kind}_{n}_{k}": pm_g(m[k]) for k in ("loss_end", "acc_end", "g_spikes") +
                       tuple(k for k, _, _ in MEASURES)})
         glued[f"{kind}_{n}_speed"] = speed_text(m["speed"], windows[kind])
+    for kind in NETS:
+        shown = [n for (k, n) in meas if k == kind]
+        if shown:     # the step of the last curvature measurement in the window (the same for every run)
+            step = meas[(kind, shown[0])]["eig_step"]
+            glued[f"eig_step_{kind}"] = f"{step:,}" + (" (at initialisation)" if step == 0 else "")
+        for key in ("speed", "loss_end", "g_spikes", "shift", "beta"):
+            glued[f"{kind}_all_{key}"] = listing({n: glued[f"{kind}_{n}_{key}"] for n in shown})
     return header, rows, glued
+
+
+def listing(texts: dict) -> str:
+    """One value per normalization, in prose.
+
+    >>> listing({"none": "3", "batch": "1", "l1": "2"})
+    'Standard 3, BN 1, ℓ1 2'
+    """
+    return ", ".join(f"{SHORT[n][:1].upper() + SHORT[n][1:] if i == 0 else SHORT[n]} {t}"
+                     for i, (n, t) in enumerate(texts.items()))
 
 
 def correlations(meas: dict, windows: dict, n_boot: int = 2000) -> dict:
@@ -230,17 +249,36 @@ def layer_shift(results: dict, norms: list, layer: int) -> dict:
     return out
 
 
-# The claims of Sec. 3.3, each compared per seed pair, every l_p variant against the reference network with
-# the same seed (pooled: 3 variants x seeds pairs): (id, network, measure, name, claim, against).
+# The claims of Sec. 3.3: the three l_p variants, pooled per seed (`pooled`), against the reference network with
+# the same seed: (id, network, measure, name, claim, against).
 NORM_CLAIMS = (
     ("fig5_lp_vgg", "vgg", "speed", "steps to the training-accuracy threshold", "<", "none"),
     ("fig5_lp_dln", "dln", "loss_end", "final training loss of the window", "<", "none"),
-    ("fig6_lp_shift", "vgg", "shift", "one-step distributional shift (mean over layers 2 and up)", ">", "none"),
+    ("fig6_lp_shift", "vgg", "shift", "one-step distributional shift (median over layers 2 and up)", ">", "none"),
     ("fig12_lp_spikes", "vgg", "g_spikes", "largest gradient change along the gradient", "<", "none"),
     ("fig13_lp_spikes", "dln", "g_spikes", "largest gradient change along the gradient", "<", "none"),
 )
 SHORT = {"none": "standard", "batch": "BN", "l1": "ℓ1", "l2": "ℓ2", "linf": "ℓ∞", "layer": "layer norm",
          "group": "group norm"}
+
+
+def pooled(per_variant: list, cap: float | None = None) -> np.ndarray:
+    """Per seed, the geometric mean over the variants (rows: variants, columns: seeds), so that a ratio
+    against one reference seed counts once however many variants there are. A censored value (inf) counts
+    at `cap`, a bound; a seed censored in every variant stays inf (censored).
+
+    >>> pooled([[1.0, 4.0], [4.0, 1.0]]).tolist()
+    [2.0, 2.0]
+    >>> pooled([[50.0, np.inf], [200.0, np.inf]], cap=200.0).round(9).tolist()
+    [100.0, inf]
+    """
+    v = np.asarray(per_variant, dtype=float)
+    censored = np.all(np.isinf(v), axis=0)
+    if cap is not None:
+        v = np.minimum(v, cap)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.exp(np.mean(np.log(v), axis=0))
+    return np.where(censored, np.inf, g)
 
 
 def measure_claims(meas: dict, windows: dict, scales: dict, folder=".") -> dict:
@@ -251,13 +289,13 @@ def measure_claims(meas: dict, windows: dict, scales: dict, folder=".") -> dict:
         lp = [n for n in LP if (kind, n) in meas]
         if not lp or (kind, against) not in meas:
             continue
+        cap = windows[kind] if key == "speed" else None
         b1 = meas[(kind, against)][key]
-        a = np.concatenate([meas[(kind, n)][key] for n in lp])
-        b = np.concatenate([b1 for _ in lp])
-        c = compare(a, b, side, cap=windows[kind] if key == "speed" else None)
+        c = compare(pooled([meas[(kind, n)][key] for n in lp], cap), b1, side, cap=cap)
         fmt = (lambda v: speed_text(v, windows[kind])) if key == "speed" else pm_g
         m = (f"{NETS[kind]}: {name}, " + ", ".join(f"{SHORT[n]} {fmt(meas[(kind, n)][key])}" for n in lp) +
-             f" vs {SHORT[against]} {fmt(b1)} ({len(lp)} variants × {len(b1)} seeds, paired by seed)")
+             f" vs {SHORT[against]} {fmt(b1)} (per seed: the geometric mean of the {len(lp)} variants against the "
+             f"{SHORT[against]} network of the same seed, {len(b1)} pairs)")
         claims.record(cid, c, m, scales[kind], folder)
         out[f"verdict_{cid}"] = f"{m}; ℓp/{SHORT[against]} {c.text()}: **{c.verdict}**"
     if ("dln", "l1") in meas and ("dln", "batch") in meas:
