@@ -105,6 +105,7 @@ def test_failing_chapter_leaves_no_executed_copy(tmp_path):
 
 def _fake_chapters(monkeypatch, tmp_path, fail=None):
     """stage_book with the real table of contents but a fake executor that records when each chapter ran."""
+    import contextlib
     import threading
     import time
 
@@ -113,7 +114,11 @@ def _fake_chapters(monkeypatch, tmp_path, fail=None):
     def fake_execute(nb_path, out_path, parameters, cwd=None):
         with lock:
             log.append(("start", nb_path.stem, time.perf_counter(), dict(B.os.environ)))
-        time.sleep(0.2)
+        with contextlib.chdir(cwd):                  # as papermill starts its kernel
+            time.sleep(0.1 + 0.1 * ([nb.stem for nb in CHAPTERS].index(nb_path.stem) % 2))
+            with lock:
+                log.append(("cwd", nb_path.stem, time.perf_counter(), B.os.getcwd()))
+        time.sleep(0.1)
         if nb_path.stem == fail:
             raise B.BuildError(f"chapter {fail!r} failed: boom")
         out_path.write_text("{}")
@@ -143,6 +148,8 @@ def test_chapters_execute_two_at_a_time_and_cost_and_ledger_alone_last(monkeypat
     env = {s: e for kind, s, _, e in log if kind == "start"}
     assert env[together[0]]["OMP_NUM_THREADS"] == str(max(1, (B.os.cpu_count() or 1) // 2))
     assert "OMP_NUM_THREADS" not in env["cost"] and "OMP_NUM_THREADS" not in B.os.environ   # restored
+    # every kernel starts in the stage, although each chapter's chdir restores the folder it found
+    assert {s: c for kind, s, _, c in log if kind == "cwd"} == {s: str(tmp_path / "stage") for s in stems}
 
 
 def test_a_failing_chapter_stops_the_parallel_build(monkeypatch, tmp_path):

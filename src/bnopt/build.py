@@ -198,6 +198,7 @@ def executing_dir(stage: Path) -> Path:
 
 def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = None) -> dict:
     """Mirror book/ into the staging tree, executing the chapters. Returns {chapter: seconds}."""
+    stage = Path(stage).resolve()
     params = profile_parameters(root, profile)
     valid = [nb.stem for nb in chapters(root)]
     unknown = sorted(set(only or []) - set(valid))
@@ -248,7 +249,10 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
 
     together = [nb for nb in selected if nb.stem not in ALONE]
     t0 = time.perf_counter()
-    with _progress_relay(stage / ".progress.log"):
+    # papermill starts each kernel inside `chdir(cwd)`, which changes this whole process's folder and
+    # restores it on exit: with chapters side by side, one chapter's restore would move the next kernel
+    # out of the stage. In the stage already, every chdir and every restore names the same folder.
+    with _progress_relay(stage / ".progress.log"), contextlib.chdir(stage):
         jobs = chapter_jobs()
         with _kernel_threads(max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None), \
                 ThreadPoolExecutor(max_workers=jobs) as pool:
