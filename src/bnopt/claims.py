@@ -84,7 +84,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fig5_l1_dln", "On the deep linear network ℓ1 normalization performs even better than BN (lower training "
           "loss)", "Sec. 3.3, text; Fig. 5b", "norms", "fig-norms-train"),
     Claim("fig6_lp_shift", "The ℓp normalizations have a larger distributional shift than the standard network, "
-          "yet train faster (VGG; one-step input shift, mean over layers 2 and up)", "Fig. 6; Sec. 3.3",
+          "yet train faster (VGG; one-step input shift, median over layers 2 and up)", "Fig. 6; Sec. 3.3",
           "norms", "fig-norms-act"),
     Claim("fig12_lp_spikes", "With the ℓp normalizations the gradient change along the gradient does not spike as "
           "without normalization: its largest value over training is lower (VGG)", "Fig. 12c", "norms",
