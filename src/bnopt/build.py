@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from unittest import mock
 
 import yaml
 
@@ -254,14 +255,12 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     # out of the stage. In the stage already, every chdir and every restore names the same folder.
     with _progress_relay(stage / ".progress.log"), contextlib.chdir(stage):
         jobs = chapter_jobs()
-        with _kernel_threads(max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None), \
-                ThreadPoolExecutor(max_workers=jobs) as pool:
+        # one OpenMP/MKL thread per kernel side by side, so that they do not oversubscribe the cores
+        threads = {k: str(max(1, (os.cpu_count() or 1) // jobs)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        with mock.patch.dict(os.environ, threads if jobs > 1 else {}), ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(execute, nb) for nb in together]
             for f in as_completed(futures):
-                if f.exception() is not None:      # the first failure stops the build, named
-                    for g in futures:
-                        g.cancel()
-                    raise f.exception()
+                f.result()                         # the first failure stops the build (no other starts)
         record.update(chapters_wall=time.perf_counter() - t0, chapter_jobs=jobs)
         for nb in [nb for nb in selected if nb.stem in ALONE]:
             execute(nb)
@@ -282,24 +281,6 @@ def chapter_jobs() -> int:
             raise BuildError(f"BNOPT_CHAPTER_JOBS={v!r}: allowed: an integer >= 1")
         return int(v)
     return 2 if (os.cpu_count() or 1) >= 2 else 1
-
-
-@contextlib.contextmanager
-def _kernel_threads(n: int | None):
-    """Kernels started inside use `n` threads each (OMP/MKL), so that chapters executing side by side do
-    not oversubscribe the cores; the caller's settings come back afterwards. None: leave them alone."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in names}
-    if n is not None:
-        os.environ.update({k: str(n) for k in names})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def train_all(root: Path, profile: str, stems: list[str]) -> dict:

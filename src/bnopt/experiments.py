@@ -212,9 +212,7 @@ def check_chapter(chapter: str, params: dict) -> None:
         return list(range(1, sum(1 for c in VGG_LAYOUTS[params.get("arch", "vgg16")] if c != "M") + 1))
     checks = {"training": [("ridge_layers", VGG_RIDGE_LAYERS)],
               "ics": [("ridge_layers", VGG_RIDGE_LAYERS), ("ics_layers", None), ("dln_ics_layers", "dln")],
-              "bn_math": [("hvp_layers", None)]}
-    if chapter == "norms" and "act_layer" in params:
-        check_layers("act_layer", [params["act_layer"]], VGG_RIDGE_LAYERS)
+              "bn_math": [("hvp_layers", None)], "norms": [("act_layer", VGG_RIDGE_LAYERS)]}
     for name in ("eta_multiples", "dln_eta_multiples"):
         if name in params and (not params[name] or any(not m > 0 for m in params[name])):
             raise ValueError(f"{name}={list(params[name])}: the landscape step sizes are multiples of the run's "
@@ -230,7 +228,8 @@ def check_chapter(chapter: str, params: dict) -> None:
         if name in params:
             valid = vgg_layers() if valid is None else \
                 list(range(1, ModelConfig().depth + 1)) if valid == "dln" else valid
-            check_layers(name, params[name], valid)
+            value = params[name]
+            check_layers(name, value if isinstance(value, (list, tuple)) else [value], valid)
 
 
 def chapter_grid(chapter: str, params: dict) -> dict[tuple, list[RunConfig]]:

@@ -92,7 +92,7 @@ def speed(rs: list[dict], kind: str, speed_acc: float, speed_loss_fraction: floa
     return np.asarray(out)
 
 
-def layer_mean(rs: list[dict], field: str, transform=lambda v: v) -> np.ndarray:
+def layer_median(rs: list[dict], field: str, transform=lambda v: v) -> np.ndarray:
     """Per seed: an ICS-probe field's median over training, then the median over layers 2 and up (layer 1's
     input is the data, which does not shift). The median over layers, not the mean: a layer whose input
     has collapsed to a near-constant (standard deviation near 0) has a shift W2/s of 1e4..1e7 and would
@@ -119,7 +119,7 @@ def measurements(results: dict, norms: list, speed_acc: float, speed_loss_fracti
                 "loss_end": np.array([last_fraction_mean(r["train_loss"], final_fraction) for r in rs]),
                 "acc_end": np.array([last_fraction_mean(r["train_acc"], final_fraction) if r.get("train_acc")
                                      is not None else np.nan for r in rs]),
-                "shift": layer_mean(rs, "shift"), "ics": layer_mean(rs, "cos", lambda c: 1 - c),
+                "shift": layer_median(rs, "shift"), "ics": layer_median(rs, "cos", lambda c: 1 - c),
                 "beta": land["beta_med"], "g_pred": land["g_hi_med"], "g_spikes": land["g_hi_max"],
                 "loss_width": land["loss_width"],
                 "eig_over": curv["eig_over"] if curv else np.full(len(rs), np.nan),
