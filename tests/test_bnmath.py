@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bnopt import bnmath, curvature
 from bnopt.config import ModelConfig, ProbeSpec
 from bnopt.models import build_model
-from bnopt.probes import ProbeContext, UnitStd, build_probe, model_state_equal
+from bnopt.probes import ProbeContext, UnitStd, build_probe, isolated, model_state_equal
 
 D = torch.float64
 
@@ -263,3 +263,119 @@ def test_unit_std_probe_matches_manual_and_restores():
     assert torch.allclose(rec[1]["sigma"], manual, atol=1e-6)
     assert set(rec) == set(range(1, 9)) and torch.equal(rec[3]["gamma"], net.blocks[2].norm.weight.detach())
     assert isinstance(build_probe(ProbeSpec("unit_std").name, net), UnitStd)   # the name reaches the class
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "dln"])
+def test_theorem44_at_the_actual_input_is_the_adjoint_bound(arch):
+    """lhs is autograd's weight gradient, and equals ||X^T dL^/dy_j||^2 with X the layer's im2col input
+    (a check of the row order); the corrected bound lam^2 ||dL^/dy_j||^2 holds for every unit and is
+    attained only up to the alignment of dL^/dy_j with X's top singular vector."""
+    torch.manual_seed(4)
+    if arch == "dln":
+        net = build_model(ModelConfig(arch="dln", depth=6, dim=10, norm="batch")).double().train()
+        g = torch.Generator().manual_seed(4)
+        x, y = torch.randn(16, 10, generator=g, dtype=D), torch.randn(16, 10, generator=g, dtype=D)
+        loss, layers = (lambda o, t: (o - t).pow(2).sum()), (1, 3, 5)
+    else:
+        net, (x, y), loss, layers = _bn_net(4), _batch(seed=4), F.cross_entropy, (1, 4, 8)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    for layer in layers:
+        r = bnmath.theorem44_at_input(net, layer, x, y, loss)
+        lg = bnmath.layer_gradients(net, layer, x, y, loss, eps=0.0)
+        saved = {}
+        h = net.blocks[layer - 1].layer.register_forward_pre_hook(lambda _m, i: saved.setdefault("x", i[0].detach()))
+        with isolated(net), torch.no_grad():
+            net(x)
+        h.remove()
+        X = bnmath.weight_layer_input_matrix(net.blocks[layer - 1].layer, saved["x"])
+        assert X.shape[0] == r["m"] == lg.m
+        assert torch.allclose(r["lhs"], (X.T @ lg.grad_y).pow(2).sum(0), rtol=1e-9, atol=1e-300)
+        assert math.isclose(r["lam"], float(torch.linalg.svdvals(X)[0]), rel_tol=1e-12)
+        assert bool((r["lhs"] <= r["rhs"] * (1 + 1e-12)).all())
+        assert float((r["lhs"] / r["rhs"]).max()) < 1                       # random X: not attained
+    assert model_state_equal(before, net.state_dict())
+
+
+def test_bn_twin_reproduces_the_standard_network_and_keeps_the_gradient_reduction():
+    """Observation 4.3: with gamma = sqrt(var + eps) and beta = mu the BN network computes the standard one
+    (same outputs; with BN at one layer, the same downstream gradient), and its gradient at y_j is the
+    projection Pi g_j, whose squared norm has the closed form
+    ||g||^2 - <1, g>^2/m - 2 <g, yhat>^2/m + <g, yhat>^2 ||yhat||^2/m^2 (yhat with the eps): below ||g||^2."""
+    torch.manual_seed(5)
+    std = build_model(ModelConfig(arch="vgg11", width=0.125, norm="none")).double()
+    x, y = _batch(seed=5)
+    before = {k: v.clone() for k, v in std.state_dict().items()}
+    r = bnmath.observation43(std, x, y, layers=(1, 5, 8))
+    assert r["out_err"] < 1e-12 and r["g_err"] < 1e-10
+    assert math.isclose(r["loss_std"], r["loss_twin"], rel_tol=1e-12)
+    closed = []
+    for layer in (1, 5, 8):
+        twin = bnmath.bn_twin(std, x, [layer])
+        assert torch.equal(twin.blocks[layer - 1].layer.weight, std.blocks[layer - 1].layer.weight)
+        lg = bnmath.layer_gradients(twin, layer, x, y, eps=1e-5)
+        g, yh, m = lg.g, lg.yhat, lg.m
+        gy = (g * yh).sum(0)
+        closed.append((g.pow(2).sum(0) - g.sum(0).pow(2) / m - 2 * gy.pow(2) / m
+                       + gy.pow(2) * yh.pow(2).sum(0) / m ** 2) / g.pow(2).sum(0))
+    assert torch.allclose(r["ratio"], torch.cat(closed), rtol=1e-8, equal_nan=True)
+    live = r["ratio"].isfinite()                              # a unit whose downstream gradient is 0: NaN
+    assert int(live.sum()) >= 40 and bool((r["ratio"][live] < 1).all())
+    assert model_state_equal(before, std.state_dict())
+    with pytest.raises(ValueError, match="already has a normalization"):
+        bnmath.bn_twin(bnmath.bn_twin(std, x, [2]), x, [2])
+
+
+def _tiny_bn_mlp(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.BatchNorm1d(5), torch.nn.Tanh(),
+                               torch.nn.Linear(5, 2)).double()
+
+
+def _dense_hessian(model, x, y, loss, train_mode):
+    params = [p for p in model.parameters() if p.requires_grad]
+    n = sum(p.numel() for p in params)
+    with isolated(model):
+        model.train(train_mode)
+        apply = curvature.hvp_operator(lambda: loss(model(x), y), params)
+        eye = torch.eye(n, dtype=D)
+        cols = [torch.cat([c.reshape(-1) for c in apply([c.view_as(p) for c, p in
+                                                         zip(torch.split(eye[i], [p.numel() for p in params]), params)])])
+                for i in range(n)]
+    return torch.stack(cols, 1)
+
+
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_slq_density_matches_the_dense_spectrum_of_a_tiny_bn_network(train_mode):
+    """Stochastic Lanczos quadrature against a dense eigendecomposition (52 parameters, BN in either mode):
+    with as many steps as parameters the nodes are the exact eigenvalues; with fewer, each vector's
+    quadrature still reproduces v^T H^p v / |v|^2 exactly for p < 2k; averaged over many vectors the
+    moments estimate tr(H^p)/n; lambda_max and the outlier ratio come from the nodes."""
+    net = _tiny_bn_mlp()
+    with isolated(net):                                   # running statistics for eval mode
+        for s in range(5):
+            net.train()(torch.randn(32, 3, generator=torch.Generator().manual_seed(s), dtype=D))
+        g = torch.Generator().manual_seed(9)
+        x, y = torch.randn(16, 3, generator=g, dtype=D), torch.randint(2, (16,), generator=g)
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        H = _dense_hessian(net, x, y, F.cross_entropy, train_mode)
+        assert torch.allclose(H, H.T, atol=1e-10)
+        eig = torch.linalg.eigvalsh(H)
+        n = len(eig)
+        full = curvature.spectral_density(net, x, y, F.cross_entropy, iters=n, vectors=1, train_mode=train_mode)
+        live = full["weights"][0] > 1e-12
+        for theta in full["nodes"][0][live]:
+            assert float((eig - theta).abs().min()) < 1e-8 * float(eig.abs().max())
+        assert math.isclose(float(full["nodes"].max()), float(eig.max()), rel_tol=1e-9)
+        short = curvature.spectral_density(net, x, y, F.cross_entropy, iters=4, vectors=1, seed=3, train_mode=train_mode)
+        v = torch.randn(n, generator=torch.Generator().manual_seed(3), dtype=D)
+        v = v / v.norm()
+        for p in range(1, 8):
+            exact = float(v @ torch.linalg.matrix_power(H, p) @ v)
+            assert math.isclose(curvature.density_moment(short, p), exact, rel_tol=1e-7, abs_tol=1e-12 * float(eig.abs().max()) ** p)
+        many = curvature.spectral_density(net, x, y, F.cross_entropy, iters=10, vectors=200, seed=1, train_mode=train_mode)
+        for p in (1, 2):
+            tr = float(eig.pow(p).mean())
+            assert abs(curvature.density_moment(many, p) - tr) < 0.15 * float(eig.pow(2).mean()) ** (p / 2)
+        assert math.isclose(float(many["nodes"].max()), float(eig.max()), rel_tol=1e-6)
+        assert math.isclose(curvature.outlier_ratio(many), float(eig.max() / eig.pow(2).mean().sqrt()), rel_tol=0.1)
+        assert model_state_equal(before, net.state_dict())

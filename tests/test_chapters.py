@@ -175,3 +175,28 @@ def test_ics_claims_use_cosine_differences(tmp_path):
     assert recs["fig3_vgg_ics"]["numbers"]["effect"] == pytest.approx(-0.4)
     assert recs["folk_shift"]["verdict"] == "reproduced"
     assert out["verdict_noisy"].startswith("n/a")
+
+
+def _bn_run(betas, gammas, sigma=2.0, layers=3, units=4):
+    """A fake BN run: per probe step, every unit has |gamma| = gammas[t] (layer k: times k+1) and sigma."""
+    unit_std = [{"step": 50 * t, "data": {k: {"gamma": torch.full((units,), g * (k + 1)), "sigma": torch.full((units,), sigma)}
+                                          for k in range(layers)}} for t, g in enumerate(gammas)]
+    land = [{"step": 50 * t, "data": {"beta": b}} for t, b in enumerate(betas)]
+    return {"probes": {"unit_std": unit_std, "landscape": land}}
+
+
+def test_gamma_sigma_tracks_beta_by_the_stated_rule():
+    from bnopt.chapters import bn_math as M
+
+    betas = [1.0, 3.0, 2.0, 5.0, 4.0]
+    st, per_layer, whole, b = M.gamma_sigma_series(_bn_run(betas, [0.1, 0.3, 0.2, 0.5, 0.4]))
+    assert list(st) == [0, 50, 100, 150, 200] and list(b) == betas
+    assert np.allclose(per_layer[:, 2], np.array([0.1, 0.3, 0.2, 0.5, 0.4]) * 3 / 2)
+    assert np.allclose(whole, np.array([0.1, 0.3, 0.2, 0.5, 0.4]) * 2 / 2)          # median over 3 layers: layer 2
+    same, against = _bn_run(betas, [0.1, 0.3, 0.2, 0.5, 0.4]), _bn_run(betas, [0.5, 0.3, 0.4, 0.1, 0.2])
+    _, (_, rows), glued = M.gamma_sigma_report([same, same], [0, 1], 0.5)
+    assert rows[0][-1] == "tracks" and glued["gs_verdict"] == "**tracks**" and rows[0][1] == "1.00"
+    _, (_, rows), glued = M.gamma_sigma_report([against, against], [0, 1], 0.5)
+    assert glued["gs_verdict"] == "**moves against**" and glued["gs_layers"] == "3 layers: moves against"
+    _, _, glued = M.gamma_sigma_report([same, against], [0, 1], 0.5)
+    assert glued["gs_verdict"] == "**no consistent relation**"

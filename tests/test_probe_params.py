@@ -47,3 +47,10 @@ def test_bad_probe_settings_are_named_before_training(name, value, allowed):
     params = {**E.chapter_parameters("smoothness", "tiny"), name: value}
     with pytest.raises(ValueError, match=f"{name}=.*{allowed}"):
         E.chapter_grid("smoothness", params)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5, -0.5])
+def test_bad_tracking_threshold_is_named_before_anything_runs(value):
+    params = {**E.chapter_parameters("bn_math", "tiny"), "track_threshold": value}
+    with pytest.raises(ValueError, match=r"track_threshold=.*allowed: a number in \(0, 1\]"):
+        E.chapter_grid("bn_math", params)

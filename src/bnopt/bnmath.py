@@ -224,6 +224,136 @@ def theorem42(model, layer: int, x, target, units, loss_fn=F.cross_entropy, eps:
     return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
 
 
+
+def weight_layer_input_matrix(layer: torch.nn.Module, x_in: torch.Tensor) -> torch.Tensor:
+    """The matrix X with y_j = X w_j for the weight layer (rows: the m positions of a unit; columns: the
+    inputs of one unit): x_in itself for a linear layer, its unfolded patches (im2col) for a conv layer."""
+    if isinstance(layer, torch.nn.Conv2d):
+        cols = F.unfold(x_in, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    if isinstance(layer, torch.nn.Linear):
+        return x_in.reshape(-1, x_in.shape[-1])
+    raise TypeError(f"weight layer {type(layer).__name__} is not a Conv2d or Linear")
+
+
+def theorem44_at_input(model, layer: int, x, target, loss_fn=F.cross_entropy) -> dict:
+    """Corrected Theorem 4.4 at the layer's *actual* input X (no maximisation), independently of
+    Theorem 4.1's identity on the left: lhs_j = ||dL^/dW_j||^2 is autograd's weight gradient of unit j
+    through the BN network (BN recomputed in float64 with eps = 0), and the bound is::
+
+        rhs_j = lam^2 gamma^2/sigma_j^2 (||g_j||^2 - <1, g_j>^2 / m - <g_j, yhat_j>^2 / m),  lam = ||X||_2
+
+    so lhs_j <= rhs_j must hold for every unit (||X^T v|| <= ||X||_2 ||v||); equality needs dL^/dy_j along
+    X's top left singular vector. Returns {'lhs', 'rhs', 'lam', 'm'}; the model is left exactly as it was."""
+    block = model.blocks[layer - 1]
+    if not hasattr(block.norm, "weight"):
+        raise ValueError(f"layer #{layer} has no BatchNorm (norm is {type(block.norm).__name__})")
+    saved = {}
+
+    def keep_input(_module, inputs):
+        saved["x"] = inputs[0].detach()
+
+    def float64_bn(module, inputs, _out):                     # differentiable: the weight gradient flows
+        return bn_autograd(inputs[0], module.weight.detach(), module.bias.detach(), 0.0)
+
+    with isolated(model):
+        model.train()
+        hooks = [block.layer.register_forward_pre_hook(keep_input), block.norm.register_forward_hook(float64_bn)]
+        try:
+            loss = loss_fn(model(x), target)
+        finally:
+            for h in hooks:
+                h.remove()
+        (grad_w,) = torch.autograd.grad(loss, block.layer.weight)
+    lhs = grad_w.detach().reshape(grad_w.shape[0], -1).pow(2).sum(1)
+    big_x = weight_layer_input_matrix(block.layer, saved["x"])
+    lam = float(torch.linalg.matrix_norm(big_x, ord=2))
+    rhs = lam ** 2 * theorem41(layer_gradients(model, layer, x, target, loss_fn, eps=0.0))["rhs_exact"]
+    return {"lhs": lhs, "rhs": rhs, "lam": lam, "m": big_x.shape[0]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Observation 4.3
+
+def bn_twin(standard, x, layers=None, eps: float = 1e-5) -> torch.nn.Module:
+    """Observation 4.3: a copy of `standard` (a network of `Block`s without normalization) with a BN layer
+    inserted after the weight layer of each block in `layers` (1-based; default all), with
+    gamma_j = sqrt(sigma_j^2 + eps) and beta_j = mu_j from the batch x. On x in train mode it computes the
+    same activations as `standard`, so every point (and every minimum) of the standard landscape is a
+    point of the BN landscape. `standard` is not changed."""
+    import copy
+
+    layers = list(range(1, len(standard.blocks) + 1)) if layers is None else list(layers)
+    stats, hooks = {}, []
+    for i in layers:
+        if not isinstance(standard.blocks[i - 1].norm, torch.nn.Identity):
+            raise ValueError(f"layer #{i} already has a normalization ({type(standard.blocks[i - 1].norm).__name__})")
+        hooks.append(standard.blocks[i - 1].layer.register_forward_hook(
+            lambda _m, _i, out, i=i: stats.__setitem__(i, (out.detach().mean(_dims(out)),
+                                                           out.detach().var(_dims(out), unbiased=False)))))
+    try:
+        with isolated(standard), torch.no_grad():
+            standard.train()
+            standard(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    twin = copy.deepcopy(standard)
+    for i, (mean, var) in stats.items():
+        weight = twin.blocks[i - 1].layer.weight
+        kind = torch.nn.BatchNorm2d if isinstance(twin.blocks[i - 1].layer, torch.nn.Conv2d) else torch.nn.BatchNorm1d
+        norm = kind(len(mean), eps=eps).to(weight.device, weight.dtype)
+        with torch.no_grad():
+            norm.weight.copy_(torch.sqrt(var + eps))
+            norm.bias.copy_(mean)
+        twin.blocks[i - 1].norm = norm
+    return twin.train(standard.training)
+
+
+def observation43(standard, x, target, layers, loss_fn=F.cross_entropy, eps: float = 1e-5) -> dict:
+    """Observation 4.3 on a standard network at batch x. Returns:
+
+    - 'out_err': the largest relative difference of the outputs of `standard` and of its twin with BN at
+      every layer (`bn_twin`), in train mode; 'loss_std' and 'loss_twin': the two losses;
+    - 'ratio': per unit of each layer in `layers`, ||dL^/dy_j||^2 / ||dL/dy_j||^2, the BN twin's gradient
+      (BN at that layer only, so that everything downstream is the same function) over the standard
+      network's. With gamma_j = sigma_j there is no rescaling, and the ratio is ||Pi g_j||^2 / ||g_j||^2 <= 1:
+      the reduction of Theorem 4.1 is the projection, not the factor gamma/sigma. NaN for a unit whose
+      gradient is 0 (e.g. behind dead ReLUs); 'layer': each ratio's layer;
+    - 'g_err': the largest relative difference between the standard dL/dy_j and the twin's dL/dz_j."""
+    def grad_at(model, layer):
+        saved = {}
+
+        def leaf(_m, _i, out):
+            saved["y"] = out.detach().requires_grad_(True)
+            return saved["y"]
+        with isolated(model):
+            model.train()
+            h = model.blocks[layer - 1].layer.register_forward_hook(leaf)
+            try:
+                (g,) = torch.autograd.grad(loss_fn(model(x), target), saved["y"])
+            finally:
+                h.remove()
+        return _as_units(g)
+
+    full = bn_twin(standard, x, eps=eps)
+    with isolated(standard), torch.no_grad():
+        standard.train()
+        out_s, out_t = standard(x), full(x)
+    ratios, which, g_err = [], [], 0.0
+    for layer in layers:
+        twin = bn_twin(standard, x, [layer], eps)
+        g_std = grad_at(standard, layer)
+        lg = layer_gradients(twin, layer, x, target, loss_fn, eps=eps)
+        g_err = max(g_err, float((g_std - lg.g).abs().max() / g_std.abs().max()))
+        norm2 = g_std.pow(2).sum(0)
+        ratios.append(torch.where(norm2 > 0, lg.grad_y.pow(2).sum(0) / norm2, torch.nan))
+        which.append(torch.full((len(norm2),), layer))
+    return {"layer": torch.cat(which), "out_err": float((out_s - out_t).abs().max() / out_s.abs().max()), "g_err": g_err,
+            "ratio": torch.cat(ratios), "loss_std": float(loss_fn(out_s, target)),
+            "loss_twin": float(loss_fn(out_t, target))}
+
+
 # --------------------------------------------------------------------------------------------------
 # Lemma 4.5
 

@@ -27,8 +27,10 @@ class Claim:
     source: str        # where the paper shows it
     chapter: str       # the chapter that measures it
     ref: str           # label of the evidence (a figure or section) in that chapter
-    by: str = "paper"  # "paper", or "folk ICS" for the explanation the paper argues against
+    by: str = "paper"  # one of SOURCES: the paper, the folk ICS explanation it argues against, or a follow-up
 
+
+SOURCES = ("paper", "folk ICS", "Ghorbani et al. 2019")   # who makes a claim (the ledger's "by" column)
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("fig1_speed", "BN trains faster: fewer steps to the training-accuracy threshold at LR 0.1",
@@ -76,6 +78,12 @@ CLAIMS: tuple[Claim, ...] = (
           "higher with BN (VGG)", "Sec. 3.1, text; Fig. 1b", "smoothness", "fig-sweep"),
     Claim("sweep_lr_dln", "BN tolerates larger learning rates (deep linear network)", "Sec. 3.1, text",
           "smoothness", "fig-sweep"),
+    Claim("ghorbani_outliers", "Follow-up: without BN the Hessian has large isolated outlier eigenvalues; with BN "
+          "(batch statistics) they are almost absent: a smaller λ_max / RMS eigenvalue with BN (trained VGG)",
+          "Ghorbani et al. 2019, Sec. 4", "smoothness", "fig-spectrum", by="Ghorbani et al. 2019"),
+    Claim("ghorbani_eval", "Follow-up: the outliers come back when BN uses population statistics: a larger "
+          "λ_max / RMS eigenvalue in eval mode than in train mode (trained BN VGG)", "Ghorbani et al. 2019, Sec. 4",
+          "smoothness", "fig-spectrum", by="Ghorbani et al. 2019"),
     Claim("fig5_lp_vgg", "The ℓ1, ℓ2 and ℓ∞ normalizations (no Gaussian-like control of the moments) also train "
           "the VGG faster than the standard network (steps to the training-accuracy threshold)", "Fig. 5a",
           "norms", "fig-norms-train"),
@@ -97,6 +105,12 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("thm41_identity", "Theorem 4.1's proof identity (with 1/m) holds exactly", "Thm. 4.1, proof",
           "bn_math", "fig-t41"),
     Claim("thm42_identity", "Theorem 4.2's first statement holds (as an equality)", "Thm. 4.2", "bn_math", "fig-t41"),
+    Claim("obs43_twin", "Observation 4.3: for any weights, BN with γ_j = σ_j and β_j = μ_j computes the standard "
+          "network's activations, so every minimum of the standard landscape is in the BN landscape", "Obs. 4.3",
+          "bn_math", "fig-obs43"),
+    Claim("obs43_reduction", "BN does more than rescaling: at γ_j = σ_j (no rescaling) the BN gradient at y_j is "
+          "still no larger than the standard network's (the reduction of Thm. 4.1 is additive)", "Obs. 4.3, Sec. 4.1",
+          "bn_math", "fig-obs43"),
     Claim("thm44_printed", "Theorem 4.4's bound as printed holds", "Thm. 4.4", "bn_math", "fig-t41"),
     Claim("lemma45", "Lemma 4.5: BN's optimum is closer to the initialisation (for every initialisation)",
           "Lemma 4.5", "bn_math", "fig-lemma45"),

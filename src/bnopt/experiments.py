@@ -213,14 +213,24 @@ def check_chapter(chapter: str, params: dict) -> None:
     checks = {"training": [("ridge_layers", VGG_RIDGE_LAYERS)],
               "ics": [("ridge_layers", VGG_RIDGE_LAYERS), ("ics_layers", None), ("dln_ics_layers", "dln")],
               "bn_math": [("hvp_layers", None)], "norms": [("act_layer", VGG_RIDGE_LAYERS)]}
-    for name in ("eta_multiples", "dln_eta_multiples"):
+    for name in ("eta_multiples", "dln_eta_multiples", "etas"):
         if name in params and (not params[name] or any(not m > 0 for m in params[name])):
-            raise ValueError(f"{name}={list(params[name])}: the landscape step sizes are multiples of the run's "
-                             f"learning rate; allowed: a non-empty list of positive numbers")
+            what = "the landscape step sizes" + ("" if name == "etas" else " as multiples of the run's learning rate")
+            raise ValueError(f"{name}={list(params[name])}: {what}; allowed: a non-empty list of positive numbers")
     for name, total in (("norm_steps", "steps"), ("norm_dln_steps", "dln_steps")):
         if name in params and not 1 <= params[name] <= params.get(total, params[name]):
             raise ValueError(f"{name}={params[name]}: the window of steps the normalizations are compared over; "
                              f"allowed: 1 to {total} ({params.get(total)})")
+    if "track_threshold" in params and not 0 < params["track_threshold"] <= 1:
+        raise ValueError(f"track_threshold={params['track_threshold']}: the |Spearman rho| every seed must reach "
+                         f"for 'tracks'; allowed: a number in (0, 1]")
+    if "slq_seeds" in params and (not params["slq_seeds"] or not set(params["slq_seeds"]) <= set(params["seeds"])):
+        raise ValueError(f"slq_seeds={list(params['slq_seeds'])}: the trained runs whose Hessian spectrum is measured; "
+                         f"allowed: a non-empty subset of seeds={list(params['seeds'])}")
+    for name, least in (("slq_iters", 2), ("slq_vectors", 1), ("slq_batch", 2), ("batch", 2),
+                        ("calibration_batches", 1)):
+        if name in params and params[name] < least:
+            raise ValueError(f"{name}={params[name]}: allowed: an integer >= {least}")
     if "hessian_iters" in params and params["hessian_iters"] < 1:
         raise ValueError(f"hessian_iters={params['hessian_iters']}: the number of Lanczos steps; allowed: an "
                          f"integer >= 1")

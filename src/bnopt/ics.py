@@ -23,6 +23,7 @@ weights) let a chapter follow the same inputs' moments over training.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .probes import ProbeContext, RngSnapshot, full_precision, isolated, per_unit, register
 
@@ -136,3 +137,79 @@ class ICSProbe:
                 "gp_norm": torch.tensor(gp_norm, dtype=f64),
                 "in_mean": [old_in[i][0].float().cpu() for i in self.layers],
                 "in_var": [old_in[i][1].float().cpu() for i in self.layers]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Any model: Definition 2.1 with "the layers before W_i" read from the forward pass
+
+def call_order(model: nn.Module, x: torch.Tensor) -> list[nn.Module]:
+    """The modules that hold parameters of their own, in the order one forward pass first calls them
+    (train mode; the model is left exactly as it was)."""
+    order, hooks = [], []
+    for m in model.modules():
+        if any(True for _ in m.parameters(recurse=False)):
+            hooks.append(m.register_forward_pre_hook(lambda mod, _a: order.append(mod) if mod not in order else None))
+    try:
+        with isolated(model), torch.no_grad():
+            model.train()
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order
+
+
+def gradient_ics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer: torch.optim.SGD,
+                 layers: list[str]) -> dict:
+    """Definition 2.1 on any network, for the named modules `layers` (each with a `weight`): G_i, the
+    gradient of loss_fn(model(x), y) with respect to layer i's weight, against G'_i, the same gradient after
+    every module the forward pass calls *before* layer i has taken the optimizer's next SGD step (its
+    parameters, BN's included), everything from layer i on unchanged. Per layer: 'l2' = ||G - G'||,
+    'cos' = cos(G, G'), and 'shift', the distributional shift of layer i's input (mean over units of W2/s,
+    as `ICSProbe`). One forward and backward per layer, BN in train mode, the same RNG draw in every pass;
+    the model and optimizer are left exactly as they were. For a `bnopt` model it equals `ICSProbe`."""
+    named = dict(model.named_modules())
+    bad = [n for n in layers if not isinstance(getattr(named.get(n), "weight", None), torch.Tensor)]
+    if bad:
+        valid = [n for n, m in named.items() if isinstance(getattr(m, "weight", None), torch.Tensor)]
+        raise ValueError(f"layers {bad} are not modules with a weight; valid choices include: "
+                         f"{', '.join(valid[:8])}{', ...' if len(valid) > 8 else ''} ({len(valid)} in all)")
+    order = call_order(model, x)
+    params = [p for p in model.parameters() if p.requires_grad]
+    out = {"layers": list(layers), "l2": [], "cos": [], "shift": []}
+    with isolated(model):
+        model.train()
+        rng = RngSnapshot()
+
+        def gradient_and_input(module):
+            saved = {}
+            h = module.register_forward_pre_hook(lambda _m, a: saved.setdefault("x", a[0].detach()))
+            try:
+                rng.restore()
+                loss = loss_fn(full_precision(model(x)), y)
+            finally:
+                h.remove()
+            return loss, saved["x"]
+
+        loss, _ = gradient_and_input(named[layers[0]])
+        grads = dict(zip(params, torch.autograd.grad(loss, params, allow_unused=True)))
+        new = sgd_step_values(optimizer, grads)
+        for name in layers:
+            module = named[name]
+            earlier = [p for m in order[: order.index(module)] for p in m.parameters(recurse=False) if p in new]
+            old = [p.detach().clone() for p in earlier]
+            _, x_old = gradient_and_input(module)
+            with torch.no_grad():
+                for p in earlier:
+                    p.copy_(new[p])
+            loss_new, x_new = gradient_and_input(module)
+            (g_prime,) = torch.autograd.grad(loss_new, module.weight)
+            with torch.no_grad():
+                for p, v in zip(earlier, old):
+                    p.copy_(v)
+            a, b = grads[module.weight].detach().reshape(-1), g_prime.reshape(-1)
+            out["l2"].append(float((a - b).norm()))
+            out["cos"].append(float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30)))
+            out["shift"].append(w2_shift(unit_moments(x_old), unit_moments(x_new)))
+    return {k: (v if k == "layers" else torch.tensor(v, dtype=torch.float64)) for k, v in out.items()}
+

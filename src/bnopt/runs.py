@@ -64,3 +64,19 @@ def run(cfg: RunConfig, *, device: str | torch.device | None = None, force: bool
 
 def run_seeds(cfg: RunConfig, seeds, **kwargs) -> list[dict]:
     return [run(cfg.replace(seed=int(s)), **kwargs) for s in seeds]
+
+
+def model_of(cfg: RunConfig, result: dict | None = None, **model_changes) -> torch.nn.Module:
+    """A run's network on the CPU: at initialisation (the weights training starts from, seeded as `train`
+    seeds them) or, given the run's result, with its final weights. `model_changes` replace fields of
+    the ModelConfig that do not change the weights (e.g. memory_format="contiguous")."""
+    import dataclasses
+
+    from .models import build_model
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(dataclasses.replace(cfg.model, **model_changes))
+    if result is not None:
+        model.load_state_dict(result["state_dict"])
+    return model
+

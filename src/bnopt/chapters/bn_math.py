@@ -131,19 +131,16 @@ def scale_invariance(scales=(0.1, 10.0), n: int = 256, d_in: int = 20, d_out: in
 
 # --- the networks the theorems are checked on -------------------------------------------------------
 
-def networks(grid: dict, runs: dict, seeds: list) -> dict:
-    """{name: float64 BN network in train mode}: the initialisation (seed 0) and every trained seed,
-    rebuilt in the NCHW memory format (the float64 checks' path; the weights are the same numbers)."""
-    from ..models import build_model
+def networks(grid: dict, runs: dict, seeds: list, norm: str = "batch") -> dict:
+    """{name: float64 network in train mode}: the initialisation (the first seed's) and every trained seed of the
+    reference runs with normalization `norm`, rebuilt in the NCHW memory format (the float64 checks'
+    path; the weights are the same numbers)."""
+    from ..runs import model_of
 
-    def model_from(result=None, seed=0):
-        torch.manual_seed(seed)
-        m = build_model(dataclasses.replace(grid["batch"][0].model, memory_format="contiguous"))
-        if result is not None:
-            m.load_state_dict(result["state_dict"])
-        return m.double().train()
-
-    return {"initialisation": model_from(None), **{f"trained, seed {s}": model_from(r) for s, r in zip(seeds, runs["batch"])}}
+    cfgs = grid[norm]
+    nets = {"initialisation": model_of(cfgs[0], memory_format="contiguous")}
+    nets.update({f"trained, seed {s}": model_of(c, r, memory_format="contiguous") for s, c, r in zip(seeds, cfgs, runs[norm])})
+    return {k: m.double().train() for k, m in nets.items()}
 
 
 def theory_batch(grid: dict, n: int, seed: int = 123):
@@ -264,41 +261,115 @@ def theorem42_report(t42: dict, layers: list, folder=".") -> tuple[tuple, dict]:
     return (header, [r[:-1] for r in rows]), glued
 
 
+# --- 5b. Observation 4.3 -------------------------------------------------------------------------------
+
+def observation43_all(std_nets: dict, xb, yb) -> dict:
+    """{network: bnmath.observation43 at every layer} for the standard (no BN) networks."""
+    return {name: bnmath.observation43(net, xb, yb, range(1, len(net.blocks) + 1)) for name, net in std_nets.items()}
+
+
+def observation43_report(obs: dict, folder=".") -> tuple[object, tuple, dict]:
+    """Figure (median gradient ratio per layer), table and glued values of Observation 4.3, and the ledger
+    records: the twin reproduces the standard network, and its gradient is no larger (the projection)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    rows, out_errs, g_errs, k_all, n_all = [], [], [], 0, 0
+    for i, (name, d) in enumerate(obs.items()):
+        live = d["ratio"].isfinite()
+        r, lay = d["ratio"][live], d["layer"][live]
+        k = int((r > 1 + 1e-12).sum())
+        k_all, n_all = k_all + k, n_all + len(r)
+        out_errs.append(d["out_err"])
+        g_errs.append(d["g_err"])
+        layers = sorted(set(lay.tolist()))
+        ax.plot(layers, [float((1 - r[lay == l]).median()) for l in layers], marker="o", ms=3,
+                color="0.5" if name == "initialisation" else f"C{i}", label=name)
+        rows.append([name, f"{d['loss_std']:.4f}", sci(abs(d["loss_std"] - d["loss_twin"])), sci(d["out_err"]),
+                     sci(d["g_err"]), len(r), k, f"{float(r.median()):.3f}", f"{float(r.min()):.2g}"])
+    ax.set(xlabel="layer (BN inserted here, γ = σ, β = μ)", ylabel="median over units", yscale="log",
+           title="1 − ‖∇_y L̂‖² / ‖∇_y L‖²: the part removed with no rescaling")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)
+    c_twin = theory(max_rel_error=max(out_errs))
+    c_proj = theory(violations=k_all, n=n_all)
+    claims.record("obs43_twin", c_twin, f"BN with γ = σ, β = μ at every layer of {len(obs)} standard networks "
+                  f"(initialisation and trained seeds): outputs' largest relative difference {sci(max(out_errs))}",
+                  EXACT, folder)
+    pooled = float(torch.cat([d["ratio"][d["ratio"].isfinite()] for d in obs.values()]).median())
+    claims.record("obs43_reduction", c_proj, f"at γ = σ, units whose squared BN gradient norm exceeds the standard "
+                  f"network's: {k_all:,} of {n_all:,}; the median ratio is {pooled:.3f}", EXACT, folder)
+    trained = [n for n in obs if n != "initialisation"]
+    med = [float(obs[n]["ratio"][obs[n]["ratio"].isfinite()].median()) for n in trained]
+    glued = {"o43_out_err": sci(max(out_errs)), "o43_g_err": sci(max(g_errs)), "o43_units": f"{n_all:,}",
+             "o43_ratio_init": f"{float(obs['initialisation']['ratio'].nanmedian()):.3f}" if "initialisation" in obs else "n/a",
+             "o43_ratio_trained": S.pm(*S.mean_std(med)[:2], 3),
+             "o43_twin_verdict": f"**{c_twin.verdict}** ({c_twin.text()})",
+             "o43_verdict": f"**{c_proj.verdict}** ({c_proj.text()})"}
+    header = ["standard network", "loss", "|loss − twin's|", "outputs: max rel. difference",
+              "downstream gradient: max rel. difference", "units", "units with ratio > 1", "median ratio", "smallest ratio"]
+    return fig, (header, rows), glued
+
+
 # --- 6. Theorem 4.4 and Lemma 4.5 ----------------------------------------------------------------
 
-def theorem44_report(net, layer: int, xb, yb, lams=(0.5, 2.0), n_random: int = 200, x_cols: int = 16,
-                     seed: int = 0, folder=".") -> tuple[tuple, dict]:
-    """Theorem 4.4 at one BN layer: the corrected form's error, the printed bound's violations, and the
-    maximiser over X (rank one) against `n_random` random X (`x_cols` columns) of the same spectral norm."""
-    lg = bnmath.layer_gradients(net, layer, xb, yb, eps=0.0)
-    rows, errs, viol, n = [], [], 0, 0
+def theorem44_at_inputs(nets: dict, xb, yb) -> dict:
+    """{network: {'lhs', 'rhs', 'lam'}} of the corrected Theorem 4.4 at every BN layer's actual input
+    (`bnmath.theorem44_at_input`: the left side is autograd's weight gradient, not Theorem 4.1's identity)."""
+    out = {}
+    for name, net in nets.items():
+        parts = [bnmath.theorem44_at_input(net, layer, xb, yb) for layer in range(1, len(net.blocks) + 1)]
+        out[name] = {"lhs": torch.cat([p["lhs"] for p in parts]), "rhs": torch.cat([p["rhs"] for p in parts]),
+                     "lam": torch.tensor([p["lam"] for p in parts], dtype=F64)}
+    return out
+
+
+def theorem44_report(nets: dict, at_inputs: dict, xb, yb, lams=(0.5, 2.0), n_random: int = 200, x_cols: int = 16,
+                     seed: int = 0, folder=".") -> tuple[tuple, tuple, dict]:
+    """Theorem 4.4: the corrected bound at every layer's actual input (per network: units, violations,
+    tightness lhs/rhs); at the last BN layer of the last network, the printed bound against the worst case
+    over ||X|| <= lam (rank one) for each lam in `lams`, and that maximiser against `n_random` random X
+    (`x_cols` columns) of the same spectral norm. Returns (actual-input table, printed table, glued)."""
+    net = nets[list(nets)[-1]]
+    lg = bnmath.layer_gradients(net, len(net.blocks), xb, yb, eps=0.0)
+    rows, viol, n = [], 0, 0
     for lam in lams:
         d = bnmath.theorem44(lg, lam)
-        err = float(rel_err(d["lhs"], d["rhs_corrected"]).max())
         v = int((d["lhs"] > d["rhs_printed"]).sum())
-        errs.append(err)
         viol, n = viol + v, n + len(d["lhs"])
-        rows.append([f"{lam:g}", f"{err:.1e}", f"{float(d['lhs'].median()):.3e}", f"{float(d['rhs_printed'].median()):.3e}",
+        rows.append([f"{lam:g}", f"{float(d['lhs'].median()):.3e}", f"{float(d['rhs_printed'].median()):.3e}",
                      f"{v / len(d['lhs']):.3f}"])
     v = lg.grad_y[:, 0]
     lam = lams[-1]
-    width = x_cols
-    X_best = lam * torch.outer(v / v.norm(), torch.nn.functional.one_hot(torch.tensor(0), width).double())
+    X_best = lam * torch.outer(v / v.norm(), torch.nn.functional.one_hot(torch.tensor(0), x_cols).double())
     best = float((X_best.T @ v).pow(2).sum() / (lam ** 2 * v.pow(2).sum()))
     gen = torch.Generator().manual_seed(seed)
     ratios = []
     for _ in range(n_random):
-        Xr = torch.randn(len(v), width, generator=gen, dtype=F64)
+        Xr = torch.randn(len(v), x_cols, generator=gen, dtype=F64)
         Xr = lam * Xr / torch.linalg.matrix_norm(Xr, ord=2)
         ratios.append(float((Xr.T @ v).pow(2).sum() / (lam ** 2 * v.pow(2).sum())))
+    actual, a_viol, a_n = [], 0, 0
+    for name, d in at_inputs.items():
+        live = d["rhs"] > 0
+        tight = (d["lhs"][live] / d["rhs"][live])
+        k = int((d["lhs"] > d["rhs"] * (1 + 1e-10)).sum())
+        a_viol, a_n = a_viol + k, a_n + len(d["lhs"])
+        actual.append([name, len(d["lhs"]), k, f"{float(tight.median()):.2g}", f"{float(tight.max()):.2g}",
+                       f"{float(d['lam'].min()):.3g} to {float(d['lam'].max()):.3g}"])
     c = theory(violations=viol, n=n)
+    c_actual = theory(violations=a_viol, n=a_n)
+    tight_all = torch.cat([d["lhs"][d["rhs"] > 0] / d["rhs"][d["rhs"] > 0] for d in at_inputs.values()])
     claims.record("thm44_printed", c, f"units violating the printed bound: {viol:,} of {n:,} "
-                  f"(λ = {', '.join(f'{x:g}' for x in lams)}); the corrected form holds to {sci(max(errs))}", EXACT, folder)
-    glued = {"t44_viol": rows[-1][-1], "t44_err": sci(max(errs)), "t44_best": f"{best:.12f}",
+                  f"(λ = {', '.join(f'{x:g}' for x in lams)}); the corrected bound at each layer's actual input "
+                  f"(weight gradients by autograd): {a_viol:,} violations of {a_n:,} units", EXACT, folder)
+    glued = {"t44_viol": rows[-1][-1], "t44_units": f"{a_n:,}", "t44_actual_verdict": f"**{c_actual.verdict}** "
+             f"({c_actual.text()})", "t44_tight_med": f"{float(tight_all.median()):.2g}",
+             "t44_tight_max": f"{float(tight_all.max()):.2g}", "t44_best": f"{best:.12f}",
              "t44_random": f"{max(ratios):.3f}", "t44_verdict": f"as printed, **{c.verdict}** ({c.text()})"}
-    header = ["lambda", "max rel. error, corrected form", "median lhs", "median printed rhs",
-              "fraction of units violating the printed bound"]
-    return (header, rows), glued
+    header = ["lambda", "median lhs (worst case over X)", "median printed rhs", "fraction of units violating the printed bound"]
+    header_actual = ["network", "units (all BN layers)", "violations of the corrected bound", "median lhs / rhs",
+                     "largest lhs / rhs", "λ = ‖X‖₂ over layers"]
+    return (header_actual, actual), (header, rows), glued
 
 
 def vec(v) -> str:
@@ -462,3 +533,82 @@ def sigma_report(runs: dict):
     glued["sigma_depth_verdict"] = "*decays* with depth" if none_first[-1] < none_first[0] else "*grows* with depth"
     header = ["network", "when", "smallest layer median", "largest layer median", "last layer"]
     return fig, (header, rows), glued
+
+
+# --- 8. Does gamma_j / sigma_j track the measured beta? ----------------------------------------------
+
+def tracking(rhos, threshold: float = 0.5) -> str:
+    """The stated rule for "a factor tracks a measurement over training", from per-seed Spearman rho:
+    'tracks' when every seed has rho >= threshold, 'moves against' when every seed has rho <= -threshold,
+    otherwise 'no consistent relation' ('not measured' without a finite rho).
+
+    >>> tracking([0.8, 0.6]), tracking([-0.9, -0.7]), tracking([0.8, -0.2]), tracking([float("nan")])
+    ('tracks', 'moves against', 'no consistent relation', 'not measured')
+    """
+    r = np.asarray([x for x in rhos if np.isfinite(x)], dtype=float)
+    if len(r) == 0:
+        return "not measured"
+    if (r >= threshold).all():
+        return "tracks"
+    if (r <= -threshold).all():
+        return "moves against"
+    return "no consistent relation"
+
+
+def gamma_sigma_series(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, per-layer median |gamma_j|/sigma_j (steps, layers), the median over every unit of the network
+    (steps,), beta at the same steps) of one BN run, at the steps where both probes were recorded."""
+    beta = {r["step"]: r["data"]["beta"] for r in result["probes"]["landscape"]}
+    steps, per_layer, whole, b = [], [], [], []
+    for rec in result["probes"]["unit_std"]:
+        if rec["step"] not in beta:
+            continue
+        ratios = [(rec["data"][k]["gamma"].abs() / rec["data"][k]["sigma"]).numpy() for k in sorted(rec["data"])]
+        steps.append(rec["step"])
+        per_layer.append([np.median(r) for r in ratios])
+        whole.append(np.median(np.concatenate(ratios)))
+        b.append(beta[rec["step"]])
+    return np.array(steps), np.array(per_layer), np.array(whole), np.array(b, dtype=float)
+
+
+def gamma_sigma_report(runs_bn: list[dict], seeds: list, threshold: float = 0.5) -> tuple[object, tuple, dict]:
+    """Spearman rho over training, per seed, between beta and the median |gamma_j|/sigma_j of the whole network
+    and of each layer; the figure, the table (one row per layer, and the whole network), the glued verdict."""
+    from ..correlate import spearman
+
+    series = [gamma_sigma_series(r) for r in runs_bn]
+    n_layers = series[0][1].shape[1]
+    rho_all = [spearman(w, b) for _, _, w, b in series]
+    rho_layer = np.array([[spearman(pl[:, i], b) for i in range(n_layers)] for _, pl, _, b in series])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    ax2 = axes[0].twinx()
+    for k, (st, _, w, b) in enumerate(series):
+        axes[0].plot(st, b, color="C0", alpha=0.8, label="β (effective smoothness)" if k == 0 else None)
+        ax2.plot(st, w, color="C3", ls="--", alpha=0.8, label="median |γ_j|/σ_j" if k == 0 else None)
+    axes[0].set(xlabel="step", ylabel="β", yscale="log", title=f"BN network, {len(series)} seeds")
+    ax2.set(ylabel="median |γ_j| / σ_j", yscale="log")
+    axes[0].legend(loc="upper left", fontsize=7)
+    ax2.legend(loc="upper right", fontsize=7)
+    layers = np.arange(1, n_layers + 1)
+    for k, s in enumerate(seeds):
+        axes[1].plot(layers, rho_layer[k], "o", ms=4, label=f"seed {s}")
+    axes[1].plot(layers, np.nanmean(rho_layer, 0), "k-", lw=1, label="mean")
+    for t in (threshold, -threshold):
+        axes[1].axhline(t, color="0.6", lw=0.6, ls="--")
+    axes[1].set(xlabel="layer", ylabel="Spearman ρ over training", ylim=(-1.05, 1.05),
+                title="ρ(β, layer median |γ_j|/σ_j)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)
+    verdicts = [tracking(r, threshold) for r in rho_layer.T]
+    rows = [["whole network", *(f"{r:.2f}" for r in rho_all), f"{np.nanmean(rho_all):.2f}", tracking(rho_all, threshold)]]
+    rows += [[f"layer {i + 1}", *(f"{r:.2f}" for r in rho_layer[:, i]), f"{np.nanmean(rho_layer[:, i]):.2f}", verdicts[i]]
+             for i in range(n_layers)]
+    counts = {v: verdicts.count(v) for v in ("tracks", "moves against", "no consistent relation") if verdicts.count(v)}
+    glued = {"gs_rho": ", ".join(f"{r:.2f} (seed {s})" for r, s in zip(rho_all, seeds)),
+             "gs_verdict": f"**{tracking(rho_all, threshold)}**",
+             "gs_layers": "; ".join(f"{n} layers: {v}" for v, n in counts.items()),
+             "gs_threshold": f"{threshold:g}", "gs_points": str(len(series[0][0]))}
+    header = ["factor", *(f"ρ, seed {s}" for s in seeds), "mean ρ", f"rule (|ρ| ≥ {threshold:g} in every seed)"]
+    return fig, (header, rows), glued
+

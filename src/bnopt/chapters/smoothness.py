@@ -189,6 +189,100 @@ def eos_text(curv: dict, norms: list) -> str:
     return "; ".join(parts) if parts else "n/a"
 
 
+# --- the Hessian spectrum (Ghorbani, Krishnan & Xiao 2019) -------------------------------------------------
+
+SPECTRUM_CASES = [("none", "initialisation", True), ("none", "trained", True), ("batch", "initialisation", True),
+                  ("batch", "trained", True), ("batch", "trained", False)]   # (norm, when, train mode); eval mode
+# only for the trained BN network: at initialisation its running statistics are still 0 and 1, not the data's
+
+
+def hessian_batch(cfg, n: int, seed: int = 123):
+    """A fixed batch of `n` training images and labels (the same for every network compared)."""
+    import torch
+
+    from ..runs import get_task
+
+    task = get_task(cfg, torch.device("cpu"))
+    idx = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))[:n]
+    return task.train.inputs(idx), task.train.y[idx]
+
+
+def hessian_spectra(grid: dict, results: dict, lr: float, seeds: list, slq_seeds: list, iters: int, vectors: int,
+                    batch: int) -> dict:
+    """{(norm, when, train_mode): [SLQ density per seed in `slq_seeds`]} of the VGG's minibatch Hessian
+    (`bnopt.curvature.spectral_density`, float32 as trained), for the cases of SPECTRUM_CASES."""
+    import torch.nn.functional as F
+
+    from ..curvature import spectral_density
+    from ..runs import model_of
+
+    out = {}
+    for norm, when, train_mode in SPECTRUM_CASES:
+        cfgs, rs = grid[("vgg", norm, lr)], results[("vgg", norm, lr)]
+        x, y = hessian_batch(cfgs[0], batch)
+        out[(norm, when, train_mode)] = [
+            spectral_density(model_of(cfgs[seeds.index(s)], rs[seeds.index(s)] if when == "trained" else None),
+                             x, y, F.cross_entropy, iters, vectors, train_mode, seed=s) for s in slq_seeds]
+    return out
+
+
+def spectrum_case(key) -> str:
+    """'BN, trained, eval mode'."""
+    norm, when, train_mode = key
+    return f"{P.label(norm)}, {when}" + ("" if norm == "none" else f", {'train' if train_mode else 'eval'} mode")
+
+
+def spectrum_report(spectra: dict, scales: str, folder=".") -> tuple[object, tuple, dict]:
+    """Densities (standard; BN in train mode; BN in eval mode), the table of spectral summaries per case
+    (mean ± std over seeds), the glued values and the two claims of Ghorbani et al. (2019)."""
+    import torch
+
+    from ..curvature import density_moment, outlier_ratio, smoothed_density
+
+    columns = [("none", True, "standard"), ("batch", True, "BN, batch statistics (train mode)"),
+               ("batch", False, "BN, population statistics (eval mode)")]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 6.4))
+    for row, when in enumerate(("initialisation", "trained")):
+        for ax, (norm, mode, title) in zip(axes[row], columns):
+            ds = spectra.get((norm, when, mode))
+            if ds is None:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{title}, {when}:\nnot measured (running statistics\nare still 0 and 1)",
+                        ha="center", va="center", transform=ax.transAxes, fontsize=9)
+                continue
+            lo = min(float(d["nodes"].min()) for d in ds)
+            hi = max(float(d["nodes"].max()) for d in ds)
+            span = hi - lo
+            grid = torch.linspace(lo - 0.05 * span, hi + 0.05 * span, 800, dtype=torch.float64)
+            for k, d in enumerate(ds):            # one line per seed: the spread is visible
+                ax.plot(grid, smoothed_density(d, grid, span / 100).clamp_min(1e-12), color=C[norm], alpha=0.8,
+                        lw=1, label="one line per seed" if k == 0 else None)
+            ax.set(yscale="log", ylim=(1e-9, None), xlabel="eigenvalue", ylabel="density", title=f"{title}, {when}")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)
+    stats = {k: {"top": [float(d["nodes"].max()) for d in ds], "bottom": [float(d["nodes"].min()) for d in ds],
+                 "m1": [density_moment(d, 1) for d in ds], "rms": [density_moment(d, 2) ** 0.5 for d in ds],
+                 "ratio": [outlier_ratio(d) for d in ds]} for k, ds in spectra.items()}
+    rows = [[spectrum_case(k)] + [pm_g(v[c]) for c in ("top", "bottom", "m1", "rms", "ratio")] for k, v in stats.items()]
+    glued = {f"spec_{k[0]}_{k[1][:4]}_{'train' if k[2] else 'eval'}": pm_g(v["ratio"]) for k, v in stats.items()}
+    for name in ("top", "bottom"):
+        glued.update({f"spec_{name}_{k[0]}_{k[1][:4]}_{'train' if k[2] else 'eval'}": pm_g(v[name]) for k, v in stats.items()})
+    std, bn, bn_eval = (("none", "trained", True), ("batch", "trained", True), ("batch", "trained", False))
+    c1 = compare(stats[bn]["ratio"], stats[std]["ratio"], "<")
+    c2 = compare(stats[bn_eval]["ratio"], stats[bn]["ratio"], ">")
+    claims.record("ghorbani_outliers", c1, f"trained VGG, λ_max / RMS eigenvalue of the minibatch Hessian: BN "
+                  f"{pm_g(stats[bn]['ratio'])}, standard {pm_g(stats[std]['ratio'])}", scales, folder)
+    claims.record("ghorbani_eval", c2, f"trained BN VGG, λ_max / RMS eigenvalue: eval mode {pm_g(stats[bn_eval]['ratio'])}, "
+                  f"train mode {pm_g(stats[bn]['ratio'])}", scales, folder)
+    glued["spec_verdict_outliers"] = f"**{c1.verdict}** ({c1.text()})"
+    glued["spec_verdict_eval"] = f"**{c2.verdict}** ({c2.text()})"
+    glued["spec_n"] = f"{spectra[std][0]['n']:,}"
+    header = ["network", "λ_max (top Ritz value)", "λ_min", "mean eigenvalue tr(H)/n", "RMS eigenvalue √(tr(H²)/n)",
+              "outlier ratio λ_max / RMS"]
+    return fig, (header, rows), glued
+
+
 def sweep_points(results: dict, kind: str, n: str, lrs: list, final_fraction: float) -> list[dict]:
     """Per learning rate: the final losses of the seeds that finished (mean over the last `final_fraction`
     of steps), the number that diverged, and the mean initial loss."""
@@ -355,6 +449,13 @@ def sweep_claims(results: dict, sweeps: list, usable: dict, final_fraction: floa
         claims.record(ids[kind], c, m, scales[kind], folder)
         parts.append(f"{m}; BN/standard {c.text()}: **{c.verdict}**")
     return {"verdict_sweep": "; ".join(parts) if parts else "n/a"}
+
+
+def spectrum_scale(arch, width, steps, slq_seeds, slq_iters, slq_vectors, slq_batch) -> str:
+    """The scale of the Hessian-spectrum claims, e.g. 'quick: VGG16 width 0.125, 700 steps, 2 seeds, ...'."""
+    return scale_tag(f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(slq_seeds)} seeds",
+                     f"Hessian of {slq_batch} images, SLQ {slq_iters} steps × {slq_vectors} start "
+                     f"vector{'' if slq_vectors == 1 else 's'}")
 
 
 def claim_scales(arch, width, steps, seeds, dln_steps, dln_seeds, sweep_steps, sweep_seeds, sweep_lrs,
