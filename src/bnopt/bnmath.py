@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .probes import isolated, per_unit
+from .probes import isolated, observe, per_unit
 
 
 def _dims(x: torch.Tensor) -> list[int]:
@@ -291,13 +291,7 @@ def bn_twin(standard, x, layers=None, eps: float = 1e-5) -> torch.nn.Module:
         hooks.append(standard.blocks[i - 1].layer.register_forward_hook(
             lambda _m, _i, out, i=i: stats.__setitem__(i, (out.detach().mean(_dims(out)),
                                                            out.detach().var(_dims(out), unbiased=False)))))
-    try:
-        with isolated(standard), torch.no_grad():
-            standard.train()
-            standard(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    observe(standard, x, hooks)
     twin = copy.deepcopy(standard)
     for i, (mean, var) in stats.items():
         weight = twin.blocks[i - 1].layer.weight

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .probes import ProbeContext, RngSnapshot, full_precision, isolated, per_unit, register
+from .probes import ProbeContext, RngSnapshot, full_precision, isolated, observe, per_unit, register
 
 
 def sgd_step_values(optimizer: torch.optim.Optimizer, grads: dict) -> dict:
@@ -149,13 +149,7 @@ def call_order(model: nn.Module, x: torch.Tensor) -> list[nn.Module]:
     for m in model.modules():
         if any(True for _ in m.parameters(recurse=False)):
             hooks.append(m.register_forward_pre_hook(lambda mod, _a: order.append(mod) if mod not in order else None))
-    try:
-        with isolated(model), torch.no_grad():
-            model.train()
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    observe(model, x, hooks)
     return order
 
 

@@ -67,6 +67,18 @@ def isolated(model: nn.Module):
             m.training = training
 
 
+def observe(model: nn.Module, x: torch.Tensor, handles: list) -> None:
+    """One train-mode forward pass of x without gradients, for the hooks whose `handles` are given (they
+    are removed afterwards, also on error); the model is left exactly as it was."""
+    try:
+        with isolated(model), torch.no_grad():
+            model.train()
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def full_precision(out: torch.Tensor) -> torch.Tensor:
     """Network output as the loss should see it: bf16/fp16 (autocast) upcast to fp32, fp64 kept."""
     return out if out.dtype in (torch.float32, torch.float64) else out.float()
