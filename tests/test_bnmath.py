@@ -283,7 +283,7 @@ def test_theorem44_at_the_actual_input_is_the_adjoint_bound(arch):
         r = bnmath.theorem44_at_input(net, layer, x, y, loss)
         lg = bnmath.layer_gradients(net, layer, x, y, loss, eps=0.0)
         saved = {}
-        h = net.blocks[layer - 1].layer.register_forward_pre_hook(lambda _m, i: saved.setdefault("x", i[0].detach()))
+        h = net.blocks[layer - 1].layer.register_forward_pre_hook(lambda _m, i: saved.update(x=i[0].detach()))
         with isolated(net), torch.no_grad():
             net(x)
         h.remove()

@@ -200,3 +200,21 @@ def test_gamma_sigma_tracks_beta_by_the_stated_rule():
     assert glued["gs_verdict"] == "**moves against**" and glued["gs_layers"] == "3 layers: moves against"
     _, _, glued = M.gamma_sigma_report([same, against], [0, 1], 0.5)
     assert glued["gs_verdict"] == "**no consistent relation**"
+
+
+def test_direction_report_compares_bn_with_standard_per_direction_and_records_the_random_claim(tmp_path):
+    def pt(beta):
+        return {"beta": beta, "g_max": [1.0, 1.0], "loss_width": [0.1, 0.1]}
+    land = {("none", "initialisation", "gradient"): pt([1.0, 1.0]), ("batch", "initialisation", "gradient"): pt([5.0, 6.0]),
+            ("none", "initialisation", "random"): pt([1.0, 1.0]), ("batch", "initialisation", "random"): pt([2.0, 0.5]),
+            ("none", "trained", "gradient"): pt([9.0, 8.0]), ("batch", "trained", "gradient"): pt([3.0, 2.0]),
+            ("none", "trained", "random"): pt([4.0, 4.0]), ("batch", "trained", "random"): pt([1.0, 2.0])}
+    (header, rows), glued = M.direction_report(land, "test", folder=tmp_path)
+    assert len(rows) == 8 and header[:3] == ["network", "point", "direction"]
+    assert glued["dir_init_gradient"].startswith("**not reproduced**")       # BN higher in both seeds
+    assert glued["dir_init_random"].startswith("**not reproduced**")         # 1 of 2 pairs agree
+    assert glued["dir_trai_gradient"].startswith("**reproduced**") and glued["dir_trai_random"].startswith("**reproduced**")
+    rec = claims.load(tmp_path)["random_dirs"]
+    assert rec["verdict"] == "reproduced" and rec["numbers"]["effect"] == pytest.approx(np.sqrt(0.25 * 0.5))
+    _, glued = M.direction_report({k: v for k, v in land.items() if k[0] == "batch"}, "test", folder=tmp_path / "b")
+    assert glued["dir_trai_random"].startswith("n/a")

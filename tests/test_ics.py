@@ -140,6 +140,8 @@ def test_gradient_ics_on_any_model_equals_the_probe_and_restores_everything():
     assert got["layers"] == names and float(got["l2"][0]) == 0.0 and float(got["shift"][0]) == 0.0
     for k in ("l2", "cos", "shift"):
         assert torch.allclose(got[k], rec[k], rtol=1e-9, atol=1e-12), k
+    later = gradient_ics(net, x, y, loss_fn, opt, names[1:])      # no first layer: its G must still be complete
+    assert torch.allclose(later["l2"], rec["l2"][1:], rtol=1e-9) and torch.allclose(later["cos"], rec["cos"][1:], rtol=1e-9)
     assert model_state_equal(before, net.state_dict()) and len(opt.state) == 0
     act = name_of[net.blocks[0].act]
     with pytest.raises(ValueError, match=rf"\['{act}'\] are not modules with a weight; valid choices include: {names[0]}"):

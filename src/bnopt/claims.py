@@ -78,6 +78,9 @@ CLAIMS: tuple[Claim, ...] = (
           "higher with BN (VGG)", "Sec. 3.1, text; Fig. 1b", "smoothness", "fig-sweep"),
     Claim("sweep_lr_dln", "BN tolerates larger learning rates (deep linear network)", "Sec. 3.1, text",
           "smoothness", "fig-sweep"),
+    Claim("random_dirs", "Along random directions the landscape shows the same BN effect: BN lowers the effective "
+          "β-smoothness (trained VGG, measured at the end of training)", "Sec. 3.2, text", "smoothness",
+          "sec-directions"),
     Claim("ghorbani_outliers", "Follow-up: without BN the Hessian has large isolated outlier eigenvalues; with BN "
           "(batch statistics) they are almost absent: a smaller λ_max / RMS eigenvalue with BN (trained VGG)",
           "Ghorbani et al. 2019, Sec. 4", "smoothness", "fig-spectrum", by="Ghorbani et al. 2019"),

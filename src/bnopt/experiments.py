@@ -224,10 +224,11 @@ def check_chapter(chapter: str, params: dict) -> None:
     if "track_threshold" in params and not 0 < params["track_threshold"] <= 1:
         raise ValueError(f"track_threshold={params['track_threshold']}: the |Spearman rho| every seed must reach "
                          f"for 'tracks'; allowed: a number in (0, 1]")
-    if "slq_seeds" in params and (not params["slq_seeds"] or not set(params["slq_seeds"]) <= set(params["seeds"])):
-        raise ValueError(f"slq_seeds={list(params['slq_seeds'])}: the trained runs whose Hessian spectrum is measured; "
+    if "point_seeds" in params and (not params["point_seeds"] or not set(params["point_seeds"]) <= set(params["seeds"])):
+        raise ValueError(f"point_seeds={list(params['point_seeds'])}: the runs measured at single points "
+                         f"(Hessian spectra, random directions); "
                          f"allowed: a non-empty subset of seeds={list(params['seeds'])}")
-    for name, least in (("slq_iters", 2), ("slq_vectors", 1), ("slq_batch", 2), ("batch", 2),
+    for name, least in (("slq_iters", 2), ("slq_vectors", 1), ("slq_batch", 2), ("batch", 2), ("point_batches", 1),
                         ("calibration_batches", 1)):
         if name in params and params[name] < least:
             raise ValueError(f"{name}={params[name]}: allowed: an integer >= {least}")

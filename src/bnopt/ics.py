@@ -160,7 +160,8 @@ def gradient_ics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, op
     every module the forward pass calls *before* layer i has taken the optimizer's next SGD step (its
     parameters, BN's included), everything from layer i on unchanged. Per layer: 'l2' = ||G - G'||,
     'cos' = cos(G, G'), and 'shift', the distributional shift of layer i's input (mean over units of W2/s,
-    as `ICSProbe`). One forward and backward per layer, BN in train mode, the same RNG draw in every pass;
+    as `ICSProbe`; a module called twice is measured at its first call). One forward and backward for G,
+    then one per layer, BN in train mode, the same RNG draw in every pass;
     the model and optimizer are left exactly as they were. For a `bnopt` model it equals `ICSProbe`."""
     named = dict(model.named_modules())
     bad = [n for n in layers if not isinstance(getattr(named.get(n), "weight", None), torch.Tensor)]
@@ -175,28 +176,32 @@ def gradient_ics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, op
         model.train()
         rng = RngSnapshot()
 
-        def gradient_and_input(module):
+        def loss_and_inputs(modules):
+            """The loss (with its graph) and the input each module first receives, in one forward pass."""
             saved = {}
-            h = module.register_forward_pre_hook(lambda _m, a: saved.setdefault("x", a[0].detach()))
+
+            def keep(mod, a):                  # returns None: the input itself flows on, graph intact
+                saved.setdefault(mod, a[0].detach())
+            hs = [m.register_forward_pre_hook(keep) for m in modules]
             try:
                 rng.restore()
                 loss = loss_fn(full_precision(model(x)), y)
             finally:
-                h.remove()
-            return loss, saved["x"]
+                for h in hs:
+                    h.remove()
+            return loss, saved
 
-        loss, _ = gradient_and_input(named[layers[0]])
+        targets = [named[n] for n in layers]
+        loss, x_old = loss_and_inputs(targets)
         grads = dict(zip(params, torch.autograd.grad(loss, params, allow_unused=True)))
         new = sgd_step_values(optimizer, grads)
-        for name in layers:
-            module = named[name]
+        for module in targets:
             earlier = [p for m in order[: order.index(module)] for p in m.parameters(recurse=False) if p in new]
             old = [p.detach().clone() for p in earlier]
-            _, x_old = gradient_and_input(module)
             with torch.no_grad():
                 for p in earlier:
                     p.copy_(new[p])
-            loss_new, x_new = gradient_and_input(module)
+            loss_new, x_new = loss_and_inputs([module])
             (g_prime,) = torch.autograd.grad(loss_new, module.weight)
             with torch.no_grad():
                 for p, v in zip(earlier, old):
@@ -204,6 +209,6 @@ def gradient_ics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, op
             a, b = grads[module.weight].detach().reshape(-1), g_prime.reshape(-1)
             out["l2"].append(float((a - b).norm()))
             out["cos"].append(float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30)))
-            out["shift"].append(w2_shift(unit_moments(x_old), unit_moments(x_new)))
+            out["shift"].append(w2_shift(unit_moments(x_old[module]), unit_moments(x_new[module])))
     return {k: (v if k == "layers" else torch.tensor(v, dtype=torch.float64)) for k, v in out.items()}
 

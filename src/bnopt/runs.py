@@ -80,3 +80,11 @@ def model_of(cfg: RunConfig, result: dict | None = None, **model_changes) -> tor
         model.load_state_dict(result["state_dict"])
     return model
 
+
+def fixed_batch(cfg: RunConfig, n: int, seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random pick of `n` training inputs and targets of the run's data (on the CPU): the same
+    batch for every network a chapter compares at one point."""
+    task = get_task(cfg, torch.device("cpu"))
+    idx = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))[:n]
+    return task.train.inputs(idx), task.train.y[idx]
+

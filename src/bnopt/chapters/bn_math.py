@@ -145,11 +145,10 @@ def networks(grid: dict, runs: dict, seeds: list, norm: str = "batch") -> dict:
 
 def theory_batch(grid: dict, n: int, seed: int = 123):
     """A fixed batch of `n` training images (float64) and labels for the checks."""
-    from ..runs import get_task
+    from ..runs import fixed_batch
 
-    task = get_task(grid["batch"][0], torch.device("cpu"))
-    idx = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))[:n]
-    return task.train.inputs(idx).double(), task.train.y[idx]
+    x, y = fixed_batch(grid["batch"][0], n, seed)
+    return x.double(), y
 
 
 # --- 4. Theorem 4.1 ------------------------------------------------------------------------------------

@@ -196,34 +196,88 @@ SPECTRUM_CASES = [("none", "initialisation", True), ("none", "trained", True), (
 # only for the trained BN network: at initialisation its running statistics are still 0 and 1, not the data's
 
 
-def hessian_batch(cfg, n: int, seed: int = 123):
-    """A fixed batch of `n` training images and labels (the same for every network compared)."""
-    import torch
-
-    from ..runs import get_task
-
-    task = get_task(cfg, torch.device("cpu"))
-    idx = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))[:n]
-    return task.train.inputs(idx), task.train.y[idx]
-
-
-def hessian_spectra(grid: dict, results: dict, lr: float, seeds: list, slq_seeds: list, iters: int, vectors: int,
+def hessian_spectra(grid: dict, results: dict, lr: float, seeds: list, point_seeds: list, iters: int, vectors: int,
                     batch: int) -> dict:
-    """{(norm, when, train_mode): [SLQ density per seed in `slq_seeds`]} of the VGG's minibatch Hessian
+    """{(norm, when, train_mode): [SLQ density per seed in `point_seeds`]} of the VGG's minibatch Hessian
     (`bnopt.curvature.spectral_density`, float32 as trained), for the cases of SPECTRUM_CASES."""
     import torch.nn.functional as F
 
     from ..curvature import spectral_density
-    from ..runs import model_of
+    from ..runs import fixed_batch, model_of
 
     out = {}
     for norm, when, train_mode in SPECTRUM_CASES:
+        if ("vgg", norm, lr) not in grid:            # a re-execution without that normalization
+            continue
         cfgs, rs = grid[("vgg", norm, lr)], results[("vgg", norm, lr)]
-        x, y = hessian_batch(cfgs[0], batch)
+        x, y = fixed_batch(cfgs[0], batch)
         out[(norm, when, train_mode)] = [
             spectral_density(model_of(cfgs[seeds.index(s)], rs[seeds.index(s)] if when == "trained" else None),
-                             x, y, F.cross_entropy, iters, vectors, train_mode, seed=s) for s in slq_seeds]
+                             x, y, F.cross_entropy, iters, vectors, train_mode, seed=s) for s in point_seeds]
     return out
+
+
+def direction_landscape(grid: dict, results: dict, lr: float, norms: list, seeds: list, point_seeds: list,
+                        eta_multiples: list, point_batches: int, batch_size: int) -> dict:
+    """{(norm, when, direction): {'beta', 'loss_width', 'g_max'}: per seed in `point_seeds`, the median over
+    `point_batches` training batches} of `LandscapeProbe` at one point of each VGG run (its initialisation
+    and its final weights), along the gradient and along a Gaussian direction of the gradient's norm, at
+    the chapter's step sizes (multiples of the LR), BN in train mode."""
+    import torch.nn.functional as F
+
+    from ..landscape import LandscapeProbe
+    from ..probes import ProbeContext
+    from ..runs import fixed_batch, model_of
+
+    etas = [m * lr for m in eta_multiples]
+    out = {}
+    for norm in norms:
+        cfgs, rs = grid[("vgg", norm, lr)], results[("vgg", norm, lr)]
+        batches = [fixed_batch(cfgs[0], batch_size, seed=1000 + b) for b in range(point_batches)]
+        for when in ("initialisation", "trained"):
+            for direction in LandscapeProbe.DIRECTIONS:
+                per_seed = {"beta": [], "loss_width": [], "g_max": []}
+                for s in point_seeds:
+                    i = seeds.index(s)
+                    model = model_of(cfgs[i], rs[i] if when == "trained" else None)
+                    probe = LandscapeProbe(model, etas, direction=direction, seed=s)
+                    recs = [probe(ProbeContext(b, model, x, y, None, F.cross_entropy)) for b, (x, y) in enumerate(batches)]
+                    per_seed["beta"].append(float(np.median([r["beta"] for r in recs])))
+                    per_seed["loss_width"].append(float(np.median([float(r["loss"].max() - r["loss"].min()) for r in recs])))
+                    per_seed["g_max"].append(float(np.median([float(r["grad_diff"].max()) for r in recs])))
+                out[(norm, when, direction)] = per_seed
+    return out
+
+
+DIRECTION_COLUMNS = [("beta", "β"), ("g_max", "largest gradient difference"), ("loss_width", "loss-band width")]
+
+
+def direction_report(land: dict, scale: str, folder=".") -> tuple[tuple, dict]:
+    """The table of `direction_landscape` (mean ± std over seeds), the BN-against-standard comparisons of β
+    per direction and point, glued, and the ledger record of the paper's text claim (random directions,
+    trained networks)."""
+    rows = [[P.label(n), when, d] + [pm_g(v[k]) for k, _ in DIRECTION_COLUMNS] for (n, when, d), v in land.items()]
+    glued = {}
+    for when in ("initialisation", "trained"):
+        for d in ("gradient", "random"):
+            a, b = land.get(("batch", when, d)), land.get(("none", when, d))
+            if a is None or b is None:
+                glued[f"dir_{when[:4]}_{d}"] = glued[f"dir_beta_{when[:4]}_{d}"] = "n/a (BN and standard not both run)"
+                continue
+            c = compare(a["beta"], b["beta"], "<")
+            glued[f"dir_{when[:4]}_{d}"] = f"**{c.verdict}** ({c.text()})"
+            glued[f"dir_beta_{when[:4]}_{d}"] = f"{pm_g(a['beta'])} with BN against {pm_g(b['beta'])} without"
+            if when == "trained" and d == "random":
+                claims.record("random_dirs", c, f"trained VGG, median β along random directions over batches: "
+                              f"BN {pm_g(a['beta'])}, standard {pm_g(b['beta'])}", scale, folder)
+    header = ["network", "point", "direction"] + [name for _, name in DIRECTION_COLUMNS]
+    return (header, rows), glued
+
+
+def point_scale(arch, width, steps, point_seeds, point_batches, batch_size) -> str:
+    """The scale of the single-point landscape claim."""
+    return scale_tag(f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(point_seeds)} seeds",
+                     f"{point_batches} batches of {batch_size} at initialisation and at the end")
 
 
 def spectrum_case(key) -> str:
@@ -232,7 +286,7 @@ def spectrum_case(key) -> str:
     return f"{P.label(norm)}, {when}" + ("" if norm == "none" else f", {'train' if train_mode else 'eval'} mode")
 
 
-def spectrum_report(spectra: dict, scales: str, folder=".") -> tuple[object, tuple, dict]:
+def spectrum_report(spectra: dict, scale: str, folder=".") -> tuple[object, tuple, dict]:
     """Densities (standard; BN in train mode; BN in eval mode), the table of spectral summaries per case
     (mean ± std over seeds), the glued values and the two claims of Ghorbani et al. (2019)."""
     import torch
@@ -247,8 +301,10 @@ def spectrum_report(spectra: dict, scales: str, folder=".") -> tuple[object, tup
             ds = spectra.get((norm, when, mode))
             if ds is None:
                 ax.axis("off")
-                ax.text(0.5, 0.5, f"{title}, {when}:\nnot measured (running statistics\nare still 0 and 1)",
-                        ha="center", va="center", transform=ax.transAxes, fontsize=9)
+                why = ("not measured (running statistics\nare still 0 and 1)" if (norm, when, mode) ==
+                       ("batch", "initialisation", False) else "not run in this build")
+                ax.text(0.5, 0.5, f"{title}, {when}:\n{why}", ha="center", va="center", transform=ax.transAxes,
+                        fontsize=9)
                 continue
             lo = min(float(d["nodes"].min()) for d in ds)
             hi = max(float(d["nodes"].max()) for d in ds)
@@ -265,19 +321,27 @@ def spectrum_report(spectra: dict, scales: str, folder=".") -> tuple[object, tup
                  "m1": [density_moment(d, 1) for d in ds], "rms": [density_moment(d, 2) ** 0.5 for d in ds],
                  "ratio": [outlier_ratio(d) for d in ds]} for k, ds in spectra.items()}
     rows = [[spectrum_case(k)] + [pm_g(v[c]) for c in ("top", "bottom", "m1", "rms", "ratio")] for k, v in stats.items()]
-    glued = {f"spec_{k[0]}_{k[1][:4]}_{'train' if k[2] else 'eval'}": pm_g(v["ratio"]) for k, v in stats.items()}
-    for name in ("top", "bottom"):
-        glued.update({f"spec_{name}_{k[0]}_{k[1][:4]}_{'train' if k[2] else 'eval'}": pm_g(v[name]) for k, v in stats.items()})
+    def tag(k):
+        return f"{k[0]}_{k[1][:4]}_{'train' if k[2] else 'eval'}"
+    glued = {}
+    for k in SPECTRUM_CASES:
+        v = stats.get(k)
+        glued[f"spec_{tag(k)}"] = pm_g(v["ratio"]) if v else "n/a"
+        glued[f"spec_top_{tag(k)}"] = pm_g(v["top"]) if v else "n/a"
+        glued[f"spec_bottom_{tag(k)}"] = pm_g(v["bottom"]) if v else "n/a"
     std, bn, bn_eval = (("none", "trained", True), ("batch", "trained", True), ("batch", "trained", False))
-    c1 = compare(stats[bn]["ratio"], stats[std]["ratio"], "<")
-    c2 = compare(stats[bn_eval]["ratio"], stats[bn]["ratio"], ">")
-    claims.record("ghorbani_outliers", c1, f"trained VGG, λ_max / RMS eigenvalue of the minibatch Hessian: BN "
-                  f"{pm_g(stats[bn]['ratio'])}, standard {pm_g(stats[std]['ratio'])}", scales, folder)
-    claims.record("ghorbani_eval", c2, f"trained BN VGG, λ_max / RMS eigenvalue: eval mode {pm_g(stats[bn_eval]['ratio'])}, "
-                  f"train mode {pm_g(stats[bn]['ratio'])}", scales, folder)
-    glued["spec_verdict_outliers"] = f"**{c1.verdict}** ({c1.text()})"
-    glued["spec_verdict_eval"] = f"**{c2.verdict}** ({c2.text()})"
-    glued["spec_n"] = f"{spectra[std][0]['n']:,}"
+    glued["spec_verdict_outliers"] = glued["spec_verdict_eval"] = "n/a (BN and standard not both run)"
+    if std in stats and bn in stats:
+        c1 = compare(stats[bn]["ratio"], stats[std]["ratio"], "<")
+        claims.record("ghorbani_outliers", c1, f"trained VGG, λ_max / RMS eigenvalue of the minibatch Hessian: BN "
+                      f"{pm_g(stats[bn]['ratio'])}, standard {pm_g(stats[std]['ratio'])}", scale, folder)
+        glued["spec_verdict_outliers"] = f"**{c1.verdict}** ({c1.text()})"
+    if bn in stats:
+        c2 = compare(stats[bn_eval]["ratio"], stats[bn]["ratio"], ">")
+        claims.record("ghorbani_eval", c2, f"trained BN VGG, λ_max / RMS eigenvalue: eval mode "
+                      f"{pm_g(stats[bn_eval]['ratio'])}, train mode {pm_g(stats[bn]['ratio'])}", scale, folder)
+        glued["spec_verdict_eval"] = f"**{c2.verdict}** ({c2.text()})"
+    glued["spec_n"] = f"{next(iter(spectra.values()))[0]['n']:,}"
     header = ["network", "λ_max (top Ritz value)", "λ_min", "mean eigenvalue tr(H)/n", "RMS eigenvalue √(tr(H²)/n)",
               "outlier ratio λ_max / RMS"]
     return fig, (header, rows), glued
@@ -451,9 +515,9 @@ def sweep_claims(results: dict, sweeps: list, usable: dict, final_fraction: floa
     return {"verdict_sweep": "; ".join(parts) if parts else "n/a"}
 
 
-def spectrum_scale(arch, width, steps, slq_seeds, slq_iters, slq_vectors, slq_batch) -> str:
+def spectrum_scale(arch, width, steps, point_seeds, slq_iters, slq_vectors, slq_batch) -> str:
     """The scale of the Hessian-spectrum claims, e.g. 'quick: VGG16 width 0.125, 700 steps, 2 seeds, ...'."""
-    return scale_tag(f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(slq_seeds)} seeds",
+    return scale_tag(f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(point_seeds)} seeds",
                      f"Hessian of {slq_batch} images, SLQ {slq_iters} steps × {slq_vectors} start "
                      f"vector{'' if slq_vectors == 1 else 's'}")
 
