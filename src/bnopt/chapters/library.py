@@ -104,6 +104,7 @@ def density_figure(m: dict, title: str):
         ax.plot(grid, smoothed_density(d, grid, (hi - lo) / 100).clamp_min(1e-12), color="C0" if mode == "train" else "C3")
         ax.set(yscale="log", ylim=(1e-9, None), xlabel="eigenvalue", ylabel="density",
                title=f"{title}: {mode} mode")
+        ax.locator_params(axis="x", nbins=5)          # wide ranges: tick labels must not collide
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -314,6 +314,7 @@ def spectrum_report(spectra: dict, scale: str, folder=".") -> tuple[object, tupl
                 ax.plot(grid, smoothed_density(d, grid, span / 100).clamp_min(1e-12), color=C[norm], alpha=0.8,
                         lw=1, label="one line per seed" if k == 0 else None)
             ax.set(yscale="log", ylim=(1e-9, None), xlabel="eigenvalue", ylabel="density", title=f"{title}, {when}")
+            ax.locator_params(axis="x", nbins=5)      # wide ranges: tick labels must not collide
             ax.legend(fontsize=7)
     fig.tight_layout()
     plt.close(fig)
