@@ -1,7 +1,5 @@
 """The normalizations chapter's rules on measurements whose answers are known: the pooled l_p claims, the
 rank correlations with speed, and the window cut."""
-import json
-
 import numpy as np
 import pytest
 

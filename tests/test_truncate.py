@@ -4,7 +4,7 @@ import torch
 
 from bnopt import experiments as E
 from bnopt import summary as S
-from bnopt.config import dln_config, vgg_config
+from bnopt.config import vgg_config
 from bnopt.train import train
 
 

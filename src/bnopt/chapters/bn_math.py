@@ -8,8 +8,6 @@ defaults of the functions' arguments, so that no literal in the chapter changes 
 """
 from __future__ import annotations
 
-import dataclasses
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
