@@ -379,3 +379,25 @@ def test_slq_density_matches_the_dense_spectrum_of_a_tiny_bn_network(train_mode)
         assert math.isclose(float(many["nodes"].max()), float(eig.max()), rel_tol=1e-6)
         assert math.isclose(curvature.outlier_ratio(many), float(eig.max() / eig.pow(2).mean().sqrt()), rel_tol=0.1)
         assert model_state_equal(before, net.state_dict())
+
+
+def test_curvature_stops_with_pytorchs_error_where_an_activation_has_no_double_backward():
+    """The library page's caveat: Hardsigmoid (torchvision's MobileNetV3) has no double backward in PyTorch."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Hardsigmoid(), torch.nn.Linear(4, 2))
+    x, y = torch.randn(5, 3), torch.randint(2, (5,))
+    with pytest.raises(RuntimeError, match="hardsigmoid"):
+        curvature.hessian_extremes(net, x, y, F.cross_entropy, iters=2)
+
+
+def test_chapter_theorem44_reuses_theorem41_and_equals_the_library_function():
+    """The chapter takes the bound from Theorem 4.1's results (no second pass per layer): the same numbers."""
+    from bnopt.chapters import bn_math as M
+
+    nets = {"a": _bn_net(7), "b": _bn_net(8)}
+    x, y = _batch(seed=7)
+    got = M.theorem44_at_inputs(nets, x, y, M.theorem41_all(nets, x, y))
+    for name, net in nets.items():
+        parts = [bnmath.theorem44_at_input(net, layer, x, y) for layer in range(1, len(net.blocks) + 1)]
+        assert torch.allclose(got[name]["lhs"], torch.cat([p["lhs"] for p in parts]), rtol=1e-12)
+        assert torch.allclose(got[name]["rhs"], torch.cat([p["rhs"] for p in parts]), rtol=1e-12)

@@ -236,15 +236,11 @@ def weight_layer_input_matrix(layer: torch.nn.Module, x_in: torch.Tensor) -> tor
     raise TypeError(f"weight layer {type(layer).__name__} is not a Conv2d or Linear")
 
 
-def theorem44_at_input(model, layer: int, x, target, loss_fn=F.cross_entropy) -> dict:
-    """Corrected Theorem 4.4 at the layer's *actual* input X (no maximisation), independently of
-    Theorem 4.1's identity on the left: lhs_j = ||dL^/dW_j||^2 is autograd's weight gradient of unit j
-    through the BN network (BN recomputed in float64 with eps = 0), and the bound is::
-
-        rhs_j = lam^2 gamma^2/sigma_j^2 (||g_j||^2 - <1, g_j>^2 / m - <g_j, yhat_j>^2 / m),  lam = ||X||_2
-
-    so lhs_j <= rhs_j must hold for every unit (||X^T v|| <= ||X||_2 ||v||); equality needs dL^/dy_j along
-    X's top left singular vector. Returns {'lhs', 'rhs', 'lam', 'm'}; the model is left exactly as it was."""
+def weight_gradient_at_input(model, layer: int, x, target, loss_fn=F.cross_entropy) -> dict:
+    """The left side of the corrected Theorem 4.4 at the layer's *actual* input X, independently of
+    Theorem 4.1's identity: per unit j, lhs_j = ||dL^/dW_j||^2, autograd's weight gradient through the BN
+    network (BN recomputed in float64 with eps = 0), and lam = ||X||_2 of the layer's input matrix
+    (`weight_layer_input_matrix`). Returns {'lhs', 'lam', 'm'}; the model is left exactly as it was."""
     block = model.blocks[layer - 1]
     if not hasattr(block.norm, "weight"):
         raise ValueError(f"layer #{layer} has no BatchNorm (norm is {type(block.norm).__name__})")
@@ -265,11 +261,22 @@ def theorem44_at_input(model, layer: int, x, target, loss_fn=F.cross_entropy) ->
             for h in hooks:
                 h.remove()
         (grad_w,) = torch.autograd.grad(loss, block.layer.weight)
-    lhs = grad_w.detach().reshape(grad_w.shape[0], -1).pow(2).sum(1)
     big_x = weight_layer_input_matrix(block.layer, saved["x"])
-    lam = float(torch.linalg.matrix_norm(big_x, ord=2))
-    rhs = lam ** 2 * theorem41(layer_gradients(model, layer, x, target, loss_fn, eps=0.0))["rhs_exact"]
-    return {"lhs": lhs, "rhs": rhs, "lam": lam, "m": big_x.shape[0]}
+    return {"lhs": grad_w.detach().reshape(grad_w.shape[0], -1).pow(2).sum(1),
+            "lam": float(torch.linalg.matrix_norm(big_x, ord=2)), "m": big_x.shape[0]}
+
+
+def theorem44_at_input(model, layer: int, x, target, loss_fn=F.cross_entropy) -> dict:
+    """Corrected Theorem 4.4 at the layer's actual input X (no maximisation): the left side from
+    `weight_gradient_at_input`, and the bound::
+
+        rhs_j = lam^2 gamma^2/sigma_j^2 (||g_j||^2 - <1, g_j>^2 / m - <g_j, yhat_j>^2 / m),  lam = ||X||_2
+
+    so lhs_j <= rhs_j must hold for every unit (||X^T v|| <= ||X||_2 ||v||); equality needs dL^/dy_j along
+    X's top left singular vector. Returns {'lhs', 'rhs', 'lam', 'm'}; the model is left exactly as it was."""
+    r = weight_gradient_at_input(model, layer, x, target, loss_fn)
+    rhs = r["lam"] ** 2 * theorem41(layer_gradients(model, layer, x, target, loss_fn, eps=0.0))["rhs_exact"]
+    return {**r, "rhs": rhs}
 
 
 # --------------------------------------------------------------------------------------------------

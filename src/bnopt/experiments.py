@@ -228,13 +228,12 @@ def check_chapter(chapter: str, params: dict) -> None:
         raise ValueError(f"point_seeds={list(params['point_seeds'])}: the runs measured at single points "
                          f"(Hessian spectra, random directions); "
                          f"allowed: a non-empty subset of seeds={list(params['seeds'])}")
-    for name, least in (("slq_iters", 2), ("slq_vectors", 1), ("slq_batch", 2), ("batch", 2), ("point_batches", 1),
-                        ("calibration_batches", 1)):
+    for name, least, what in (("hessian_iters", 1, "Lanczos steps per extreme-eigenvalue measurement"),
+                              ("slq_iters", 2, "Lanczos steps per start vector"), ("slq_vectors", 1, "start vectors"),
+                              ("slq_batch", 2, "images in the Hessian's batch"), ("batch", 2, "images in the batch"),
+                              ("point_batches", 1, "batches per point"), ("calibration_batches", 1, "batches")):
         if name in params and params[name] < least:
-            raise ValueError(f"{name}={params[name]}: allowed: an integer >= {least}")
-    if "hessian_iters" in params and params["hessian_iters"] < 1:
-        raise ValueError(f"hessian_iters={params['hessian_iters']}: the number of Lanczos steps; allowed: an "
-                         f"integer >= 1")
+            raise ValueError(f"{name}={params[name]}: {what}; allowed: an integer >= {least}")
     for name, valid in checks.get(chapter, []):
         if name in params:
             valid = vgg_layers() if valid is None else \

@@ -72,6 +72,15 @@ def w2_shift(old: tuple, new: tuple, floor: float = 1e-12) -> float:
     return float((unit_w2(old, new) / old[1].sqrt().clamp_min(floor)).mean())
 
 
+def grad_change(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """(||a - b||, cos(a, b)) of two flat gradients (cos 0 when either is 0).
+
+    >>> grad_change(torch.tensor([3.0, 0.0]), torch.tensor([0.0, 4.0]))
+    (5.0, 0.0)
+    """
+    return float((a - b).norm()), float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30))
+
+
 @register("ics")
 class ICSProbe:
     """layers: 1-based block numbers to measure (default: all)."""
@@ -127,10 +136,11 @@ class ICSProbe:
                 out = model.forward_from(i, inputs[i])
                 (g_prime,) = torch.autograd.grad(ctx.loss_fn(full_precision(out), ctx.y), weights[i])
                 a, b = G[i].reshape(-1), g_prime.reshape(-1)
-                l2.append(float((a - b).norm()))
+                d, c = grad_change(a, b)
+                l2.append(d)
+                cos.append(c)
                 g_norm.append(float(a.norm()))
                 gp_norm.append(float(b.norm()))
-                cos.append(float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30)))
         f64 = torch.float64
         return {"layers": self.layers, "l2": torch.tensor(l2, dtype=f64), "cos": torch.tensor(cos, dtype=f64),
                 "shift": torch.tensor(shift, dtype=f64), "g_norm": torch.tensor(g_norm, dtype=f64),
@@ -142,14 +152,17 @@ class ICSProbe:
 # --------------------------------------------------------------------------------------------------
 # Any model: Definition 2.1 with "the layers before W_i" read from the forward pass
 
+def _order_hooks(model: nn.Module, order: list) -> list:
+    """Hooks that append each module holding parameters of its own to `order` when first called."""
+    return [m.register_forward_pre_hook(lambda mod, _a: order.append(mod) if mod not in order else None)
+            for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+
+
 def call_order(model: nn.Module, x: torch.Tensor) -> list[nn.Module]:
     """The modules that hold parameters of their own, in the order one forward pass first calls them
     (train mode; the model is left exactly as it was)."""
-    order, hooks = [], []
-    for m in model.modules():
-        if any(True for _ in m.parameters(recurse=False)):
-            hooks.append(m.register_forward_pre_hook(lambda mod, _a: order.append(mod) if mod not in order else None))
-    observe(model, x, hooks)
+    order = []
+    observe(model, x, _order_hooks(model, order))
     return order
 
 
@@ -160,8 +173,8 @@ def gradient_ics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, op
     every module the forward pass calls *before* layer i has taken the optimizer's next SGD step (its
     parameters, BN's included), everything from layer i on unchanged. Per layer: 'l2' = ||G - G'||,
     'cos' = cos(G, G'), and 'shift', the distributional shift of layer i's input (mean over units of W2/s,
-    as `ICSProbe`; a module called twice is measured at its first call). One forward and backward for G,
-    then one per layer, BN in train mode, the same RNG draw in every pass;
+    as `ICSProbe`; a module called twice is measured at its first call). One forward and backward for G
+    (which also reads the call order), then one per layer, BN in train mode, the same RNG draw in every pass;
     the model and optimizer are left exactly as they were. For a `bnopt` model it equals `ICSProbe`."""
     named = dict(model.named_modules())
     bad = [n for n in layers if not isinstance(getattr(named.get(n), "weight", None), torch.Tensor)]
@@ -169,20 +182,21 @@ def gradient_ics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, op
         valid = [n for n, m in named.items() if isinstance(getattr(m, "weight", None), torch.Tensor)]
         raise ValueError(f"layers {bad} are not modules with a weight; valid choices include: "
                          f"{', '.join(valid[:8])}{', ...' if len(valid) > 8 else ''} ({len(valid)} in all)")
-    order = call_order(model, x)
     params = [p for p in model.parameters() if p.requires_grad]
     out = {"layers": list(layers), "l2": [], "cos": [], "shift": []}
     with isolated(model):
         model.train()
         rng = RngSnapshot()
 
-        def loss_and_inputs(modules):
-            """The loss (with its graph) and the input each module first receives, in one forward pass."""
+        def loss_and_inputs(modules, order=None):
+            """The loss (with its graph) and the input each module first receives, in one forward pass;
+            with `order`, also the call order of the modules holding parameters."""
             saved = {}
 
             def keep(mod, a):                  # returns None: the input itself flows on, graph intact
                 saved.setdefault(mod, a[0].detach())
             hs = [m.register_forward_pre_hook(keep) for m in modules]
+            hs += _order_hooks(model, order) if order is not None else []
             try:
                 rng.restore()
                 loss = loss_fn(full_precision(model(x)), y)
@@ -192,7 +206,8 @@ def gradient_ics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, op
             return loss, saved
 
         targets = [named[n] for n in layers]
-        loss, x_old = loss_and_inputs(targets)
+        order = []
+        loss, x_old = loss_and_inputs(targets, order)
         grads = dict(zip(params, torch.autograd.grad(loss, params, allow_unused=True)))
         new = sgd_step_values(optimizer, grads)
         for module in targets:
@@ -206,9 +221,9 @@ def gradient_ics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, op
             with torch.no_grad():
                 for p, v in zip(earlier, old):
                     p.copy_(v)
-            a, b = grads[module.weight].detach().reshape(-1), g_prime.reshape(-1)
-            out["l2"].append(float((a - b).norm()))
-            out["cos"].append(float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30)))
+            d, c = grad_change(grads[module.weight].detach().reshape(-1), g_prime.reshape(-1))
+            out["l2"].append(d)
+            out["cos"].append(c)
             out["shift"].append(w2_shift(unit_moments(x_old[module]), unit_moments(x_new[module])))
     return {k: (v if k == "layers" else torch.tensor(v, dtype=torch.float64)) for k, v in out.items()}
 

@@ -1,4 +1,4 @@
-"""Figures shared by the chapters: curves with seed bands, and activation ridgelines."""
+"""Figures shared by the chapters: curves with seed bands, activation ridgelines, and Hessian densities."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -76,3 +76,22 @@ def ridgeline(ax, records: list[dict], layer: int, rows: int = 12, color="C0", o
     ax.set_ylabel("training step")
     ax.grid(False)
     return ax
+
+
+def density_panel(ax, densities: list[dict], color, title: str, points: int = 800) -> None:
+    """SLQ eigenvalue densities (`bnopt.curvature.spectral_density`), one line each, on the panel's own
+    range with each Ritz value smoothed by a Gaussian of 1/100 of that range; log density (an isolated
+    eigenvalue carries a weight of about 1/n)."""
+    import torch
+
+    from .curvature import smoothed_density
+
+    lo = min(float(d["nodes"].min()) for d in densities)
+    hi = max(float(d["nodes"].max()) for d in densities)
+    span = hi - lo
+    grid = torch.linspace(lo - 0.05 * span, hi + 0.05 * span, points, dtype=torch.float64)
+    for d in densities:
+        ax.plot(grid, smoothed_density(d, grid, span / 100).clamp_min(1e-12), color=color, alpha=0.8, lw=1)
+    ax.set(yscale="log", ylim=(1e-9, None), xlabel="eigenvalue", ylabel="density", title=title)
+    ax.locator_params(axis="x", nbins=5)          # wide ranges: tick labels must not collide
+

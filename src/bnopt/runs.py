@@ -66,21 +66,6 @@ def run_seeds(cfg: RunConfig, seeds, **kwargs) -> list[dict]:
     return [run(cfg.replace(seed=int(s)), **kwargs) for s in seeds]
 
 
-def model_of(cfg: RunConfig, result: dict | None = None, **model_changes) -> torch.nn.Module:
-    """A run's network on the CPU: at initialisation (the weights training starts from, seeded as `train`
-    seeds them) or, given the run's result, with its final weights. `model_changes` replace fields of
-    the ModelConfig that do not change the weights (e.g. memory_format="contiguous")."""
-    import dataclasses
-
-    from .models import build_model
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(dataclasses.replace(cfg.model, **model_changes))
-    if result is not None:
-        model.load_state_dict(result["state_dict"])
-    return model
-
-
 def fixed_batch(cfg: RunConfig, n: int, seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed random pick of `n` training inputs and targets of the run's data (on the CPU): the same
     batch for every network a chapter compares at one point."""

@@ -106,13 +106,25 @@ def _first_bad(losses: torch.Tensor, limit: float) -> int:
     return int(bad.nonzero()[0]) if bool(bad.any()) else -1
 
 
+def model_of(cfg: RunConfig, result: dict | None = None, **model_changes) -> torch.nn.Module:
+    """A run's network on the CPU: at initialisation (the weights `train` starts from) or, given the run's
+    result, with its final weights. `model_changes` replace fields of the ModelConfig that do not change
+    the weights (e.g. memory_format="contiguous")."""
+    import dataclasses
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(dataclasses.replace(cfg.model, **model_changes) if model_changes else cfg.model)
+    if result is not None:
+        model.load_state_dict(result["state_dict"])
+    return model
+
+
 def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device | None = None,
           label: str = "run") -> dict:
     device = resolve_device(device)
     autocast = set_precision(cfg.precision, device)
     steps = cfg.optim.steps
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(device)
+    model = model_of(cfg).to(device)
     task = task if task is not None else prepare(cfg.data, device)
     loss_fn = LOSSES[task.loss]
     classify = task.loss == "cross_entropy"

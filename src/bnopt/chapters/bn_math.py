@@ -133,7 +133,7 @@ def networks(grid: dict, runs: dict, seeds: list, norm: str = "batch") -> dict:
     """{name: float64 network in train mode}: the initialisation (the first seed's) and every trained seed of the
     reference runs with normalization `norm`, rebuilt in the NCHW memory format (the float64 checks'
     path; the weights are the same numbers)."""
-    from ..runs import model_of
+    from ..train import model_of
 
     cfgs = grid[norm]
     nets = {"initialisation": model_of(cfgs[0], memory_format="contiguous")}
@@ -309,13 +309,15 @@ def observation43_report(obs: dict, folder=".") -> tuple[object, tuple, dict]:
 
 # --- 6. Theorem 4.4 and Lemma 4.5 ----------------------------------------------------------------
 
-def theorem44_at_inputs(nets: dict, xb, yb) -> dict:
-    """{network: {'lhs', 'rhs', 'lam'}} of the corrected Theorem 4.4 at every BN layer's actual input
-    (`bnmath.theorem44_at_input`: the left side is autograd's weight gradient, not Theorem 4.1's identity)."""
+def theorem44_at_inputs(nets: dict, xb, yb, t41: dict) -> dict:
+    """{network: {'lhs', 'rhs', 'lam'}} of the corrected Theorem 4.4 at every BN layer's actual input: the left
+    side from `bnmath.weight_gradient_at_input` (autograd's weight gradient, not Theorem 4.1's identity), the
+    bound lam^2 times Theorem 4.1's right side, read from `theorem41_all`'s result (layers in order)."""
     out = {}
     for name, net in nets.items():
-        parts = [bnmath.theorem44_at_input(net, layer, xb, yb) for layer in range(1, len(net.blocks) + 1)]
-        out[name] = {"lhs": torch.cat([p["lhs"] for p in parts]), "rhs": torch.cat([p["rhs"] for p in parts]),
+        parts = [bnmath.weight_gradient_at_input(net, layer, xb, yb) for layer in range(1, len(net.blocks) + 1)]
+        lam2 = torch.cat([torch.full((len(p["lhs"]),), p["lam"] ** 2, dtype=F64) for p in parts])
+        out[name] = {"lhs": torch.cat([p["lhs"] for p in parts]), "rhs": lam2 * t41[name]["rhs_exact"],
                      "lam": torch.tensor([p["lam"] for p in parts], dtype=F64)}
     return out
 

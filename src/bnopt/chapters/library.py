@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..curvature import density_moment, hessian_extremes, outlier_ratio, smoothed_density, spectral_density
+from .. import plotting as P
+from ..curvature import density_moment, hessian_extremes, outlier_ratio, spectral_density
 from ..ics import gradient_ics
 from ..landscape import LandscapeProbe
 from ..probes import ProbeContext, model_state_equal
@@ -33,12 +34,10 @@ def torchvision_model(name: str, num_classes: int = 10, seed: int = 0) -> torch.
 
 def cifar_batch(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` standardized CIFAR-10 training images (the book's data) and their labels, a fixed random pick."""
-    from ..config import DataConfig
-    from ..data import prepare
+    from ..config import DataConfig, RunConfig
+    from ..runs import fixed_batch
 
-    task = prepare(DataConfig(eval_train_subset=0), "cpu")
-    idx = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))[:n]
-    return task.train.inputs(idx), task.train.y[idx]
+    return fixed_batch(RunConfig(data=DataConfig(eval_train_subset=0)), n, seed)
 
 
 def with_population_statistics(model: torch.nn.Module, batches) -> torch.nn.Module:
@@ -99,12 +98,7 @@ def density_figure(m: dict, title: str):
     """The SLQ densities in train and eval mode, each on its own range (log density)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for ax, (mode, d) in zip(axes, m["density"].items()):
-        lo, hi = float(d["nodes"].min()), float(d["nodes"].max())
-        grid = torch.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 600, dtype=torch.float64)
-        ax.plot(grid, smoothed_density(d, grid, (hi - lo) / 100).clamp_min(1e-12), color="C0" if mode == "train" else "C3")
-        ax.set(yscale="log", ylim=(1e-9, None), xlabel="eigenvalue", ylabel="density",
-               title=f"{title}: {mode} mode")
-        ax.locator_params(axis="x", nbins=5)          # wide ranges: tick labels must not collide
+        P.density_panel(ax, [d], "C0" if mode == "train" else "C3", f"{title}: {mode} mode")
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -203,7 +203,8 @@ def hessian_spectra(grid: dict, results: dict, lr: float, seeds: list, point_see
     import torch.nn.functional as F
 
     from ..curvature import spectral_density
-    from ..runs import fixed_batch, model_of
+    from ..runs import fixed_batch
+    from ..train import model_of
 
     out = {}
     for norm, when, train_mode in SPECTRUM_CASES:
@@ -227,7 +228,8 @@ def direction_landscape(grid: dict, results: dict, lr: float, norms: list, seeds
 
     from ..landscape import LandscapeProbe
     from ..probes import ProbeContext
-    from ..runs import fixed_batch, model_of
+    from ..runs import fixed_batch
+    from ..train import model_of
 
     etas = [m * lr for m in eta_multiples]
     out = {}
@@ -235,17 +237,17 @@ def direction_landscape(grid: dict, results: dict, lr: float, norms: list, seeds
         cfgs, rs = grid[("vgg", norm, lr)], results[("vgg", norm, lr)]
         batches = [fixed_batch(cfgs[0], batch_size, seed=1000 + b) for b in range(point_batches)]
         for when in ("initialisation", "trained"):
-            for direction in LandscapeProbe.DIRECTIONS:
-                per_seed = {"beta": [], "loss_width": [], "g_max": []}
-                for s in point_seeds:
-                    i = seeds.index(s)
-                    model = model_of(cfgs[i], rs[i] if when == "trained" else None)
+            per = {d: {"beta": [], "loss_width": [], "g_max": []} for d in LandscapeProbe.DIRECTIONS}
+            for s in point_seeds:
+                i = seeds.index(s)
+                model = model_of(cfgs[i], rs[i] if when == "trained" else None)     # built once for both directions
+                for direction, per_seed in per.items():
                     probe = LandscapeProbe(model, etas, direction=direction, seed=s)
                     recs = [probe(ProbeContext(b, model, x, y, None, F.cross_entropy)) for b, (x, y) in enumerate(batches)]
                     per_seed["beta"].append(float(np.median([r["beta"] for r in recs])))
                     per_seed["loss_width"].append(float(np.median([float(r["loss"].max() - r["loss"].min()) for r in recs])))
                     per_seed["g_max"].append(float(np.median([float(r["grad_diff"].max()) for r in recs])))
-                out[(norm, when, direction)] = per_seed
+            out.update({(norm, when, d): v for d, v in per.items()})
     return out
 
 
@@ -289,9 +291,7 @@ def spectrum_case(key) -> str:
 def spectrum_report(spectra: dict, scale: str, folder=".") -> tuple[object, tuple, dict]:
     """Densities (standard; BN in train mode; BN in eval mode), the table of spectral summaries per case
     (mean ± std over seeds), the glued values and the two claims of Ghorbani et al. (2019)."""
-    import torch
-
-    from ..curvature import density_moment, outlier_ratio, smoothed_density
+    from ..curvature import density_moment, outlier_ratio
 
     columns = [("none", True, "standard"), ("batch", True, "BN, batch statistics (train mode)"),
                ("batch", False, "BN, population statistics (eval mode)")]
@@ -306,16 +306,7 @@ def spectrum_report(spectra: dict, scale: str, folder=".") -> tuple[object, tupl
                 ax.text(0.5, 0.5, f"{title}, {when}:\n{why}", ha="center", va="center", transform=ax.transAxes,
                         fontsize=9)
                 continue
-            lo = min(float(d["nodes"].min()) for d in ds)
-            hi = max(float(d["nodes"].max()) for d in ds)
-            span = hi - lo
-            grid = torch.linspace(lo - 0.05 * span, hi + 0.05 * span, 800, dtype=torch.float64)
-            for k, d in enumerate(ds):            # one line per seed: the spread is visible
-                ax.plot(grid, smoothed_density(d, grid, span / 100).clamp_min(1e-12), color=C[norm], alpha=0.8,
-                        lw=1, label="one line per seed" if k == 0 else None)
-            ax.set(yscale="log", ylim=(1e-9, None), xlabel="eigenvalue", ylabel="density", title=f"{title}, {when}")
-            ax.locator_params(axis="x", nbins=5)      # wide ranges: tick labels must not collide
-            ax.legend(fontsize=7)
+            P.density_panel(ax, ds, C[norm], f"{title}, {when}")
     fig.tight_layout()
     plt.close(fig)
     stats = {k: {"top": [float(d["nodes"].max()) for d in ds], "bottom": [float(d["nodes"].min()) for d in ds],
