@@ -6,7 +6,7 @@ import torch
 import bnopt
 from bnopt import runs
 from bnopt.cache import RunCache
-from bnopt.config import CACHE_VERSION, RunConfig, config_hash, dln_config
+from bnopt.config import CACHE_VERSION, ProbeSpec, RunConfig, config_hash, dln_config
 
 
 def small_dln(**changes):
@@ -73,29 +73,33 @@ def test_failed_write_leaves_no_partial_entry(home, monkeypatch):
 
 def test_key_covers_every_field():
     base = RunConfig().replace(**{"model.norm": "batch"})
-    k0 = config_hash(base.to_dict())
+    k0 = config_hash(base.key_dict())
     changes = {"model.norm": "l1", "model.width": 0.5, "model.norm_kwargs": {"eps": 1e-3},
                "data.augment": True, "data.train_subset": 100, "optim.lr": 0.5, "optim.steps": 10,
                "optim.momentum": 0.9, "optim.weight_decay": 5e-4, "optim.batch_size": 64, "seed": 1,
                "eval_every": 100, "precision": "tf32", "save_state": True, "cache_version": CACHE_VERSION + 1,
-               "probes": [{"name": "activations", "every": 50, "kwargs": {}}]}
+               "data.eval_test": False, "probes": [{"name": "activations", "every": 50, "kwargs": {}}]}
     keys = {k0}
     for field, value in changes.items():
-        keys.add(config_hash(base.replace(**{field: value}).to_dict()))
+        keys.add(config_hash(base.replace(**{field: value}).key_dict()))
     assert len(keys) == len(changes) + 1
-    probes_every = {config_hash(base.replace(probes=[{"name": "activations", "every": e}]).to_dict())
-                    for e in (50, 100)}
-    assert len(probes_every) == 2
+    probes = {config_hash(base.replace(probes=[{"name": "activations", "every": e, "start": s}]).key_dict())
+              for e, s in ((50, 0), (100, 0), (100, 30))}
+    assert len(probes) == 3
 
 
 def test_key_is_stable():
     """The key of a fixed config must not drift: if this fails, results of existing configs changed
     meaning, so bump CACHE_VERSION (and update the expected value) on purpose."""
-    d = RunConfig().to_dict()
+    d = RunConfig().key_dict()
     shuffled = json.loads(json.dumps(d, sort_keys=False))
     assert config_hash(shuffled) == config_hash(d)
-    assert config_hash(RunConfig().replace(**{"optim.lr": 1e-1}).to_dict()) == config_hash(d)
+    assert config_hash(RunConfig().replace(**{"optim.lr": 1e-1}).key_dict()) == config_hash(d)
     assert config_hash(d) == "79c84c610cf14c91"   # CACHE_VERSION 2, memory_format added
+    # fields added later (KEY_DEFAULTS) leave the key of a config that does not use them unchanged
+    probed = RunConfig(probes=[ProbeSpec("ics", every=50)])
+    assert "start" not in probed.key_dict()["probes"][0] and "eval_test" not in probed.key_dict()["data"]
+    assert RunConfig.from_dict(probed.key_dict()) == probed == RunConfig.from_dict(probed.to_dict())
 
 
 def test_replace_rejects_unknown_fields():

@@ -86,6 +86,37 @@ def test_sweep_points_and_usable_range():
     assert "upper end may lie beyond" not in M.usable_text({**u, "grid": [0.1, 1.0]})
 
 
+def lr_run(betas, eig, diverged=False):
+    return {"diverged": diverged, "probes": {"landscape": [{"step": i, "data": {"beta": b}} for i, b in enumerate(betas)],
+                                             "sharpness": [{"step": 9, "data": {"top_eig": eig}}]}}
+
+
+def test_lr_levels_slopes_and_the_edge_of_stability_claim(tmp_path):
+    """beta = c * (2/LR)^k per seed (median over a run's measurements) gives slope k; a diverged run is left out;
+    the BN slopes compared with 0 make the recorded claim."""
+    lrs = [0.01, 0.1, 1.0]
+    res = {}
+    for n, k in (("batch", 1.0), ("none", 0.0)):
+        for l in lrs:
+            res[("vgg_sweep", n, l)] = [lr_run([0.5 * (2 / l) ** k, c * (2 / l) ** k, 9 * (2 / l) ** k], 3.0 * (2 / l) ** k)
+                                        for c in (0.7, 1.3)]
+    res[("vgg_sweep", "none", 1.0)][1] = lr_run([float("nan")], float("nan"), diverged=True)
+    lev = M.lr_levels(res, "vgg_sweep", "batch", lrs)
+    np.testing.assert_allclose(lev["beta"][0], [0.7 * 200, 0.7 * 20, 0.7 * 2])
+    np.testing.assert_allclose(M.lr_slopes(lev, "beta"), [1.0, 1.0])
+    np.testing.assert_allclose(M.lr_slopes(lev, "eig"), [1.0, 1.0])
+    std = M.lr_levels(res, "vgg_sweep", "none", lrs)
+    assert np.isnan(std["beta"][1, 2]) and not np.isnan(std["beta"][0, 2])
+    np.testing.assert_allclose(M.lr_slopes(std, "beta"), [0.0, 0.0], atol=1e-12)
+    (header, rows), glued = M.lr_report({("vgg_sweep", n): M.lr_levels(res, "vgg_sweep", n, lrs) for n in ("none", "batch")},
+                                        ["none", "batch"], {"vgg_sweep": "quick", "dln_sweep": "quick"}, tmp_path)
+    assert len(rows) == 2 and glued["lr_slope_beta_vgg_batch"].startswith("1 ±")
+    assert glued["lr_level_beta_vgg_batch"].startswith("1 ±")               # median beta / (2/LR) = median(0.7, 1.3)
+    rec = claims.load(tmp_path)["lr_beta_vgg"]
+    assert rec["verdict"] == "reproduced" and "contains 1" in glued["verdict_lr_beta_vgg"]
+    assert glued["verdict_lr_beta_dln"].startswith("n/a")
+
+
 def test_last_fraction_mean():
     assert common.last_fraction_mean(np.arange(10.0), 0.1) == 9.0
     assert common.last_fraction_mean(np.arange(700.0), 0.1) == np.arange(630.0, 700.0).mean()

@@ -45,7 +45,9 @@ def test_only_the_reference_runs_keep_weights():
     for chapter in ("training", "ics", "smoothness"):
         p = E.chapter_parameters(chapter, "quick")
         for cfg in E.grid_configs(E.chapter_grid(chapter, p)):
-            reference = cfg.model.arch != "dln" and any(pr.name == "landscape" for pr in cfg.probes)
+            ref_lr = p["lrs"][0] if "lrs" in p else p["lr"]
+            reference = (cfg.model.arch != "dln" and cfg.model.norm in ("none", "batch") and cfg.optim.lr == ref_lr
+                         and cfg.optim.steps == p["steps"])
             assert cfg.save_state == reference, (chapter, cfg.model.norm, cfg.optim.lr)
             assert ("unit_std" in [pr.name for pr in cfg.probes]) == reference
 
@@ -70,3 +72,22 @@ def test_check_layers_names_the_valid_choices():
     assert E.check_layers("ridge_layers", [3, 11], E.VGG_RIDGE_LAYERS) == [3, 11]
     with pytest.raises(ValueError, match=r"layers \[4\] are not recorded; valid choices: \[2, 3, 9, 11, 13\]"):
         E.check_layers("ridge_layers", [3, 4], E.VGG_RIDGE_LAYERS)
+
+
+def test_sweep_runs_carry_the_landscape_after_step_zero_and_one_curvature_measurement():
+    params = {**E.chapter_parameters("smoothness", "quick"), "sweep_probe_every": 40, "dln_sweep_probe_every": 250}
+    grid = E.chapter_grid("smoothness", params)
+    for kind, every, total in (("vgg_sweep", 40, params["sweep_steps"]), ("dln_sweep", 250, params["dln_sweep_steps"])):
+        lr = params["sweep_lrs" if kind == "vgg_sweep" else "dln_sweep_lrs"][1]
+        cfg = grid[(kind, "batch", lr)][0]
+        probes = {p.name: p for p in cfg.probes}
+        assert sorted(probes) == ["landscape", "sharpness"]
+        assert list(probes["landscape"].steps(total)) == list(range(every, total, every))
+        assert list(probes["sharpness"].steps(total)) == [list(range(every, total, every))[-1]]
+        multiples = E.VGG_ETA_MULTIPLES if kind == "vgg_sweep" else E.DLN_ETA_MULTIPLES
+        assert probes["landscape"].kwargs["etas"] == E.scaled_etas(lr, multiples)
+    assert not grid[("vgg_sweep", "batch", params["sweep_lrs"][0])][0].data.eval_test
+    with pytest.raises(ValueError, match="sweep_probe_every=120.*allowed: 0 to sweep_steps - 1"):
+        E.chapter_grid("smoothness", {**params, "sweep_probe_every": params["sweep_steps"]})
+    none = E.chapter_grid("smoothness", {**params, "sweep_probe_every": 0})
+    assert all(not c.probes for c in none[("vgg_sweep", "none", params["sweep_lrs"][0])])

@@ -111,6 +111,15 @@ def test_probes_do_not_change_the_training_run(tiny_data):
     assert set(recs[0]["data"]) == {1, 8}
 
 
+def test_a_probe_starts_at_its_start_step_and_a_run_can_skip_the_test_set(tiny_data):
+    cfg = tiny_vgg(steps=8, eval_every=0, probes=[ProbeSpec("activations", every=3, start=2, kwargs={"layers": [1]})])
+    out = train(cfg)
+    assert [r["step"] for r in out["probes"]["activations"]] == list(cfg.probes[0].steps(8)) == [2, 5]
+    assert "test_acc" in out["evals"]
+    quiet = train(cfg.replace(**{"data.eval_test": False, "data.eval_train_subset": 0}))
+    assert quiet["evals"] == {"step": quiet["evals"]["step"]} and torch.equal(quiet["train_loss"], out["train_loss"])
+
+
 @pytest.mark.parametrize("norm", ["batch", "noisy_batch"])
 def test_the_book_probes_do_not_change_the_training_run(tiny_data, norm):
     """Every probe the book puts on its runs (experiments.book_probes), on a BN and a noisy-BN net:

@@ -172,7 +172,7 @@ def component_costs(kind: str, s: dict, reps: int, probe_reps: int, eval_fractio
         med["eval"] *= scale
     plain = med["step"]
     steps = cfg.optim.steps
-    calls = {spec.name: math.ceil(steps / spec.every) for spec in cfg.probes}
+    calls = {spec.name: len(spec.steps(steps)) for spec in cfg.probes}
     if task.evals:
         calls["eval"] = math.ceil(steps / cfg.eval_every) if cfg.eval_every else 1   # + the final one
     return {"kind": kind, "config": describe_kind(cfg), "plain_step_s": plain, "eval_fraction": eval_fraction,

@@ -30,7 +30,7 @@ class Claim:
     by: str = "paper"  # one of SOURCES: the paper, the folk ICS explanation it argues against, or a follow-up
 
 
-SOURCES = ("paper", "folk ICS", "Ghorbani et al. 2019")   # who makes a claim (the ledger's "by" column)
+SOURCES = ("paper", "folk ICS", "Ghorbani et al. 2019", "Cohen et al. 2021")   # who makes a claim (the ledger's "by" column)
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("fig1_speed", "BN trains faster: fewer steps to the training-accuracy threshold at LR 0.1",
@@ -87,6 +87,12 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("ghorbani_eval", "Follow-up: the outliers come back when BN uses population statistics: a larger "
           "λ_max / RMS eigenvalue in eval mode than in train mode (trained BN VGG)", "Ghorbani et al. 2019, Sec. 4",
           "smoothness", "fig-spectrum", by="Ghorbani et al. 2019"),
+    Claim("lr_beta_vgg", "Edge of stability: with BN the level of the effective β-smoothness is set by the learning "
+          "rate (β ≈ 2/LR in Fig. 4c): β grows with 2/LR, a positive slope of log β against log(2/LR) (VGG)",
+          "protocol §7 caveat; Cohen et al. 2021", "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
+    Claim("lr_beta_dln", "Edge of stability: with BN the level of the effective β-smoothness is set by the learning "
+          "rate (β ≈ 2/LR in Fig. 10c): a positive slope of log β against log(2/LR) (deep linear network)",
+          "protocol §7 caveat; Cohen et al. 2021", "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
     Claim("fig5_lp_vgg", "The ℓ1, ℓ2 and ℓ∞ normalizations (no Gaussian-like control of the moments) also train "
           "the VGG faster than the standard network (steps to the training-accuracy threshold)", "Fig. 5a",
           "norms", "fig-norms-train"),

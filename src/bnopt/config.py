@@ -1,7 +1,7 @@
 """Experiment configuration: one dataclass tree declares a run completely.
 
 A run is declared as data (cifar10-fast style): everything that can change its result lives in
-`RunConfig`, and the run cache (`bnopt.cache`) is keyed by a hash of `RunConfig.to_dict()`.
+`RunConfig`, and the run cache (`bnopt.cache`) is keyed by a hash of `RunConfig.key_dict()`.
 Defaults follow the paper's protocol (Santurkar et al. 2018, Appendix A.1) where it is explicit,
 and are marked [choice] where the paper is silent and this project chose.
 """
@@ -94,6 +94,7 @@ class DataConfig:
     eval_train_subset: int = 10000  # images of the training set re-evaluated in eval mode at eval steps
     dln_samples: int = 1000      # DLN: fixed dataset size [paper: 1000]
     data_seed: int = 0           # seed of the synthetic DLN data (x ~ N(0, I), A_ij ~ N(0, 1))
+    eval_test: bool = True       # evaluate on the test set at eval steps (False: runs read for their training loss only)
 
     def __post_init__(self):
         _choice("data.dataset", self.dataset, ("cifar10", "dln"))
@@ -103,6 +104,7 @@ class DataConfig:
         _int("data.eval_train_subset", self.eval_train_subset, 0)
         _int("data.dln_samples", self.dln_samples, 1)
         _int("data.data_seed", self.data_seed, 0)
+        _type("data.eval_test", self.eval_test, bool, "true or false")
 
 
 @dataclass
@@ -124,14 +126,28 @@ class OptimConfig:
 @dataclass
 class ProbeSpec:
     name: str                    # a name in bnopt.probes (e.g. 'activations')
-    every: int = 100             # run before every `every`-th optimizer step (step 0 included)
+    every: int = 100             # run before every `every`-th optimizer step after `start`
     kwargs: dict = field(default_factory=dict)
+    start: int = 0               # the first step measured (0: before any update)
 
     def __post_init__(self):
         from .probes import PROBES
         _choice("probe name", self.name, sorted(PROBES))
         _int(f"probes[{self.name}].every", self.every, 1)
         _type(f"probes[{self.name}].kwargs", self.kwargs, dict, "a dict")
+        _int(f"probes[{self.name}].start", self.start, 0)
+
+    def steps(self, total: int) -> range:
+        """The steps measured in a run of `total` steps (each before that step's update).
+
+        >>> list(ProbeSpec("ics", every=40).steps(120)), list(ProbeSpec("ics", every=40, start=30).steps(120))
+        ([0, 40, 80], [30, 70, 110])
+        """
+        return range(self.start, total, self.every)
+
+
+# Fields added after cache version 2, left out of the cache key while at these defaults (RunConfig.key_dict).
+KEY_DEFAULTS = (("probes", "start", 0), ("data", "eval_test", True))
 
 
 @dataclass
@@ -165,6 +181,16 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def key_dict(self) -> dict:
+        """What the run cache hashes: `to_dict()` without the fields added after cache version 2 while
+        they hold their defaults (`KEY_DEFAULTS`), so that adding a field never renames existing runs."""
+        d = self.to_dict()
+        for section, name, default in KEY_DEFAULTS:
+            for node in (d["probes"] if section == "probes" else [d[section]]):
+                if node.get(name, default) == default:
+                    node.pop(name, None)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":

@@ -302,7 +302,7 @@ def prepare(cfg: DataConfig, device: torch.device | str = "cpu") -> Task:
         mean = f.mean(dim=(0, 2, 3)).float().view(1, -1, 1, 1).to(device)
         std = f.std(dim=(0, 2, 3)).float().view(1, -1, 1, 1).to(device)
     train = Split(train_x.to(device), train_y.to(device), mean, std)
-    evals = {"test": Split(s.test_x.to(device), s.test_y.to(device), mean, std)}
+    evals = {"test": Split(s.test_x.to(device), s.test_y.to(device), mean, std)} if cfg.eval_test else {}
     if cfg.eval_train_subset:   # a fixed random subset (image folders are sorted by class)
         n = min(cfg.eval_train_subset, len(train_y))
         pick = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(cfg.data_seed + 1))[:n]

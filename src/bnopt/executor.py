@@ -67,7 +67,7 @@ def default_threads(workers: int) -> int:
 
 def estimated_cost(cfg: RunConfig) -> float:
     """A rough relative cost, only to start the longest runs first (better packing of the pool)."""
-    probes = {p.name: p.every for p in cfg.probes}
+    probes = {p.name: cfg.optim.steps / max(1, len(p.steps(cfg.optim.steps))) for p in cfg.probes}
     if cfg.model.arch == "dln":        # `make bench`: a 10x10 DLN step is 5-10 % of a 1/8-width VGG step
         per_step = 0.05 if cfg.model.norm == "none" else 0.1
     else:
@@ -124,7 +124,7 @@ def missing(configs: list[RunConfig]) -> list[RunConfig]:
         data = canonical_json(cfg.data.__dict__)
         if data not in fingerprints:        # one load per dataset, not per run
             fingerprints[data] = get_task(cfg, device).fingerprint
-        if not cache.has(cache.key({"config": cfg.to_dict(), "data_fingerprint": fingerprints[data]})):
+        if not cache.has(cache.key({"config": cfg.key_dict(), "data_fingerprint": fingerprints[data]})):
             out.append(cfg)
     return out
 

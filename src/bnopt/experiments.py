@@ -12,6 +12,7 @@ CLI and the book always declare the same runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from .config import ModelConfig, ProbeSpec, RunConfig, canonical_json, dln_config, vgg_config
@@ -43,7 +44,7 @@ def scaled_etas(lr: float, multiples) -> list[float]:
 
 def at_lr(cfg: RunConfig, lr: float, eta_multiples, **changes) -> RunConfig:
     """`cfg` at learning rate `lr`, its landscape probe's step sizes scaled to that LR (and other changes)."""
-    probes = [ProbeSpec(p.name, p.every, {**p.kwargs, "etas": scaled_etas(lr, eta_multiples)})
+    probes = [dataclasses.replace(p, kwargs={**p.kwargs, "etas": scaled_etas(lr, eta_multiples)})
               if p.name == "landscape" else p for p in cfg.probes]
     return cfg.replace(**{"optim.lr": lr, "probes": probes, **changes})
 
@@ -153,22 +154,43 @@ def ics_grid(lrs, norms, noise_norms, seeds, dln_lrs, dln_seeds, **params) -> di
     return grid
 
 
+def sweep_probes(cfg: RunConfig, steps: int, every: int) -> list[ProbeSpec]:
+    """The probes of a learning-rate sweep run of `steps` steps: the landscape along the gradient every
+    `every` steps from step `every` on (after the first updates: at step 0 every LR sees the same network),
+    and the extreme Hessian eigenvalues once, at the last of those steps. None when `every` is 0.
+
+    >>> [(p.name, list(p.steps(120))) for p in sweep_probes(vgg_base("vgg16", 0.125, 120, 128, 0, 0, 50, 250), 120, 30)]
+    [('landscape', [30, 60, 90]), ('sharpness', [90])]
+    """
+    if not every:
+        return []
+    last = (steps - 1) // every * every
+    return [dataclasses.replace(p, start=every, every=every) if p.name == "landscape" else
+            dataclasses.replace(p, start=last, every=steps) for p in cfg.probes if p.name in ("landscape", "sharpness")]
+
+
 def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, sweep_lrs, sweep_steps, sweep_seeds, dln_sweep_lrs,
-                    dln_sweep_steps, **params) -> dict[tuple, list[RunConfig]]:
+                    dln_sweep_steps, sweep_probe_every=0, dln_sweep_probe_every=0,
+                    **params) -> dict[tuple, list[RunConfig]]:
     """The smoothness chapter. ('vgg', norm, lr) and ('dln', norm, lr): Figs 4, 10, 11 and the
-    curvature; ('vgg_sweep' | 'dln_sweep', norm, lr): short probe-free runs over a log grid of LRs."""
+    curvature; ('vgg_sweep' | 'dln_sweep', norm, lr): short runs over a log grid of LRs that carry only
+    the landscape and curvature probes (`sweep_probes`, step sizes scaled to each LR) and are read for
+    their training loss (no test-set evaluation)."""
     vgg, etas, dln, dln_etas = _vgg(params), _etas(params, "vgg"), _dln(params), _etas(params, "dln")
     grid = {}
     for n in norms:
         grid[("vgg", n, lr)] = seeded(at_lr(vgg, lr, etas, **{"model.norm": n}), seeds)
         grid[("dln", n, dln_lr)] = seeded(at_lr(dln, dln_lr, dln_etas, **{"model.norm": n}), dln_seeds)
         for s_lr in sweep_lrs:
-            grid[("vgg_sweep", n, s_lr)] = seeded(with_probes(vgg, ()).replace(**{
-                "model.norm": n, "optim.lr": s_lr, "optim.steps": sweep_steps,
-                "eval_every": 0, "data.eval_train_subset": 0}), sweep_seeds)
+            cfg = at_lr(vgg, s_lr, etas)
+            grid[("vgg_sweep", n, s_lr)] = seeded(with_probes(cfg, ()).replace(**{
+                "model.norm": n, "optim.steps": sweep_steps, "probes": sweep_probes(cfg, sweep_steps, sweep_probe_every),
+                "eval_every": 0, "data.eval_train_subset": 0, "data.eval_test": False}), sweep_seeds)
         for s_lr in dln_sweep_lrs:
-            grid[("dln_sweep", n, s_lr)] = seeded(dln.replace(**{
-                "model.norm": n, "optim.lr": s_lr, "optim.steps": dln_sweep_steps, "probes": []}), dln_seeds)
+            cfg = at_lr(dln, s_lr, dln_etas)
+            grid[("dln_sweep", n, s_lr)] = seeded(cfg.replace(**{
+                "model.norm": n, "optim.steps": dln_sweep_steps,
+                "probes": sweep_probes(cfg, dln_sweep_steps, dln_sweep_probe_every)}), dln_seeds)
     return grid
 
 
@@ -221,6 +243,10 @@ def check_chapter(chapter: str, params: dict) -> None:
         if name in params and not 1 <= params[name] <= params.get(total, params[name]):
             raise ValueError(f"{name}={params[name]}: the window of steps the normalizations are compared over; "
                              f"allowed: 1 to {total} ({params.get(total)})")
+    for name, total in (("sweep_probe_every", "sweep_steps"), ("dln_sweep_probe_every", "dln_sweep_steps")):
+        if name in params and not 0 <= params[name] < params.get(total, params[name] + 1):
+            raise ValueError(f"{name}={params[name]}: steps between the landscape measurements of a sweep run "
+                             f"(0: none); allowed: 0 to {total} - 1 ({params.get(total, 1) - 1})")
     if "track_threshold" in params and not 0 < params["track_threshold"] <= 1:
         raise ValueError(f"track_threshold={params['track_threshold']}: the |Spearman rho| every seed must reach "
                          f"for 'tracks'; allowed: a number in (0, 1]")

@@ -43,7 +43,7 @@ def run(cfg: RunConfig, *, device: str | torch.device | None = None, force: bool
     device = resolve_device(device)
     cache = cache or RunCache()
     task = get_task(cfg, device)
-    material = {"config": cfg.to_dict(), "data_fingerprint": task.fingerprint}
+    material = {"config": cfg.key_dict(), "data_fingerprint": task.fingerprint}
     key = cache.key(material)
     if not force:
         hit = cache.load(key)

@@ -507,6 +507,110 @@ def sweep_claims(results: dict, sweeps: list, usable: dict, final_fraction: floa
     return {"verdict_sweep": "; ".join(parts) if parts else "n/a"}
 
 
+# --- is the level of beta set by the learning rate? (edge of stability; protocol §7) --------------------
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of log y against log x over the pairs where both are finite and positive; nan
+    with fewer than two such pairs (or one x only).
+
+    >>> loglog_slope([20, 200, 2000], [4, 40, 400]), loglog_slope([2, 20], [5, 5])
+    (1.0, 0.0)
+    >>> import math; math.isnan(loglog_slope([2, 20, 200], [1, float("nan"), -1]))
+    True
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2 or np.ptp(np.log(x[ok])) == 0:
+        return float("nan")
+    return float(round(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0], 12))
+
+
+def lr_levels(results: dict, kind: str, n: str, lrs: list) -> dict:
+    """Per seed (rows) and learning rate (columns) of a sweep: the median effective β over the run's landscape
+    measurements and λ_max at its curvature measurement; nan where the run diverged (a learning rate it does
+    not train at has no level) or carries no such probe. {'lrs', 'beta', 'eig'}."""
+    lrs = [l for l in sorted(lrs) if results.get((kind, n, l))]
+    seeds = max((len(results[(kind, n, l)]) for l in lrs), default=0)
+    out = {"lrs": lrs, "beta": np.full((seeds, len(lrs)), np.nan), "eig": np.full((seeds, len(lrs)), np.nan)}
+    for j, l in enumerate(lrs):
+        for i, r in enumerate(results[(kind, n, l)]):
+            if r["diverged"]:
+                continue
+            betas = [rec["data"]["beta"] for rec in r["probes"].get("landscape", [])]
+            eigs = [rec["data"]["top_eig"] for rec in r["probes"].get("sharpness", [])]
+            out["beta"][i, j] = np.nanmedian(betas) if betas else np.nan
+            out["eig"][i, j] = eigs[-1] if eigs else np.nan
+    return out
+
+
+def lr_slopes(lev: dict, field: str) -> np.ndarray:
+    """Per seed: the slope of log(field) against log(2/LR) over the learning rates that seed trained at.
+    Slope 1 with level 2/LR is the edge-of-stability prediction; slope 0 is a level the LR does not set."""
+    x = 2 / np.asarray(lev["lrs"], dtype=float)
+    return np.array([loglog_slope(x, row) for row in lev[field]])
+
+
+def lr_figure(results: dict, sweeps: list, norms: list):
+    """β (median over each run's measurements) and λ_max against 2/LR, per sweep = (kind, lrs): one point per
+    seed, lines through the seed means, and the line y = 2/LR. Returns (fig, {(kind, norm): lr_levels})."""
+    fig, axes = plt.subplots(1, 2 * len(sweeps), figsize=(4.2 * 2 * len(sweeps), 3.6), squeeze=False)
+    levels = {}
+    for k, (kind, lrs) in enumerate(sweeps):
+        for field, ax, name in (("beta", axes[0][2 * k], "median effective β"), ("eig", axes[0][2 * k + 1], "λ_max")):
+            for n in norms:
+                lev = levels.setdefault((kind, n), lr_levels(results, kind, n, lrs))
+                if not lev["lrs"]:
+                    continue
+                x = 2 / np.asarray(lev["lrs"])
+                for row in lev[field]:
+                    ax.plot(x, row, "o", color=C[n], alpha=0.5, markersize=4)
+                with np.errstate(all="ignore"):
+                    ax.plot(x, np.exp(np.nanmean(np.log(lev[field]), 0)), "-", color=C[n], label=P.label(n))
+            x = 2 / np.asarray(sorted(lrs), dtype=float)
+            ax.plot(x, x, "k:", linewidth=1, label="= 2 / LR")
+            ax.set(xscale="log", yscale="log", xlabel="2 / learning rate", ylabel=name,
+                   title=f"{'VGG' if kind == 'vgg_sweep' else 'DLN'}: {name}")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig, levels
+
+
+LR_CLAIMS = {"vgg_sweep": "lr_beta_vgg", "dln_sweep": "lr_beta_dln"}
+
+
+def lr_report(levels: dict, norms: list, scales: dict, folder=".") -> tuple[tuple, dict]:
+    """Per (sweep, norm): the per-seed slopes of β and λ_max against 2/LR and the median β·LR/2 (the level in
+    units of 2/LR). The claim (edge of stability, for the BN networks the paper's caveat is about): β's
+    level is set by the LR, i.e. every seed's slope is above 0 (`verdict.compare` of the slopes with 0).
+    Returns ((header, rows), glued)."""
+    header = ["network", "seeds", "slope of β", "slope of λ_max", "median β / (2/LR)", "median λ_max / (2/LR)"]
+    rows, glued = [], {}
+    for (kind, n), lev in levels.items():
+        if not lev["lrs"]:
+            continue
+        net, x = "VGG" if kind == "vgg_sweep" else "DLN", 2 / np.asarray(lev["lrs"])
+        sb, se = lr_slopes(lev, "beta"), lr_slopes(lev, "eig")
+        with np.errstate(all="ignore"):
+            rb, re_ = np.nanmedian(lev["beta"] / x, 1), np.nanmedian(lev["eig"] / x, 1)
+        rows.append([f"{net}, {P.label(n)}", str(len(sb)), pm_g(sb), pm_g(se), pm_g(rb), pm_g(re_)])
+        tag = f"{kind.split('_')[0]}_{n}"
+        glued.update({f"lr_slope_beta_{tag}": pm_g(sb), f"lr_slope_eig_{tag}": pm_g(se),
+                      f"lr_level_beta_{tag}": pm_g(rb), f"lr_level_eig_{tag}": pm_g(re_)})
+        if n == "batch" and kind in LR_CLAIMS:
+            c = compare(sb, np.zeros_like(sb), ">", scale="difference")
+            lo, hi = c.ci
+            one = "contains 1, the edge-of-stability slope" if lo <= 1 <= hi else "excludes 1"
+            m = (f"{net} with BN: slope of log β against log(2/LR) per seed {', '.join(f'{v:.2g}' for v in sb)} "
+                 f"over {len(lev['lrs'])} learning rates {min(lev['lrs']):g} to {max(lev['lrs']):g} (diverged runs left out)")
+            claims.record(LR_CLAIMS[kind], c, m, scales[kind], folder)
+            glued[f"verdict_{LR_CLAIMS[kind]}"] = f"{m}; mean slope {c.text()}, the interval {one}: **{c.verdict}**"
+    for kind, claim in LR_CLAIMS.items():
+        glued.setdefault(f"verdict_{claim}", "n/a (no BN sweep in this build)")
+    return (header, rows), glued
+
+
 def spectrum_scale(arch, width, steps, point_seeds, slq_iters, slq_vectors, slq_batch) -> str:
     """The scale of the Hessian-spectrum claims, e.g. 'quick: VGG16 width 0.125, 700 steps, 2 seeds, ...'."""
     return scale_tag(f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(point_seeds)} seeds",
