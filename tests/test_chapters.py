@@ -112,9 +112,14 @@ def test_lr_levels_slopes_and_the_edge_of_stability_claim(tmp_path):
                                         ["none", "batch"], {"vgg_sweep": "quick", "dln_sweep": "quick"}, tmp_path)
     assert len(rows) == 2 and glued["lr_slope_beta_vgg_batch"].startswith("1 ±")
     assert glued["lr_level_beta_vgg_batch"].startswith("1 ±")               # median beta / (2/LR) = median(0.7, 1.3)
-    rec = claims.load(tmp_path)["lr_beta_vgg"]
-    assert rec["verdict"] == "reproduced" and "contains 1" in glued["verdict_lr_beta_vgg"]
+    recs = claims.load(tmp_path)
+    assert recs["lr_beta_vgg"]["verdict"] == recs["lr_eig_vgg"]["verdict"] == "reproduced"
+    assert "contains 1" in glued["verdict_lr_beta_vgg"] and "lr_beta_dln" not in recs
     assert glued["verdict_lr_beta_dln"].startswith("n/a")
+    edge = M.edge_glue({("vgg_sweep", "batch"): lev, ("vgg_sweep", "none"): std}, 1.5)
+    assert edge["edge_eig_vgg_batch"] == "within a factor 1.5 of 2/LR at LR none; above at 0.01, 0.1, 1"   # 3 x 2/LR
+    assert edge["edge_beta_vgg_none"] == "within a factor 1.5 of 2/LR at LR none; below at 0.01, 0.1, 1"
+    assert edge["edge_beta_dln_batch"] == "n/a" and edge["edge_tolerance"] == "1.5"
 
 
 def test_last_fraction_mean():

@@ -93,6 +93,12 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("lr_beta_dln", "Edge of stability: with BN the level of the effective β-smoothness is set by the learning "
           "rate (β ≈ 2/LR in Fig. 10c): a positive slope of log β against log(2/LR) (deep linear network)",
           "protocol §7 caveat; Cohen et al. 2021", "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
+    Claim("lr_eig_vgg", "Edge of stability: with BN the largest Hessian eigenvalue is set by the learning rate "
+          "(λ_max ≈ 2/LR): a positive slope of log λ_max against log(2/LR) (VGG)", "Cohen et al. 2021",
+          "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
+    Claim("lr_eig_dln", "Edge of stability: with BN the largest Hessian eigenvalue is set by the learning rate "
+          "(λ_max ≈ 2/LR): a positive slope of log λ_max against log(2/LR) (deep linear network)", "Cohen et al. 2021",
+          "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
     Claim("fig5_lp_vgg", "The ℓ1, ℓ2 and ℓ∞ normalizations (no Gaussian-like control of the moments) also train "
           "the VGG faster than the standard network (steps to the training-accuracy threshold)", "Fig. 5a",
           "norms", "fig-norms-train"),

@@ -247,6 +247,9 @@ def check_chapter(chapter: str, params: dict) -> None:
         if name in params and not 0 <= params[name] < params.get(total, params[name] + 1):
             raise ValueError(f"{name}={params[name]}: steps between the landscape measurements of a sweep run "
                              f"(0: none); allowed: 0 to {total} - 1 ({params.get(total, 1) - 1})")
+    if "edge_tolerance" in params and not params["edge_tolerance"] > 1:
+        raise ValueError(f"edge_tolerance={params['edge_tolerance']}: the factor within which a level counts as "
+                         f"at 2/LR; allowed: a number > 1")
     if "track_threshold" in params and not 0 < params["track_threshold"] <= 1:
         raise ValueError(f"track_threshold={params['track_threshold']}: the |Spearman rho| every seed must reach "
                          f"for 'tracks'; allowed: a number in (0, 1]")

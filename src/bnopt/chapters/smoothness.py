@@ -577,13 +577,15 @@ def lr_figure(results: dict, sweeps: list, norms: list):
     return fig, levels
 
 
-LR_CLAIMS = {"vgg_sweep": "lr_beta_vgg", "dln_sweep": "lr_beta_dln"}
+LR_CLAIMS = {("vgg_sweep", "beta"): "lr_beta_vgg", ("dln_sweep", "beta"): "lr_beta_dln",
+             ("vgg_sweep", "eig"): "lr_eig_vgg", ("dln_sweep", "eig"): "lr_eig_dln"}
+LR_FIELDS = {"beta": "β", "eig": "λ_max"}
 
 
 def lr_report(levels: dict, norms: list, scales: dict, folder=".") -> tuple[tuple, dict]:
-    """Per (sweep, norm): the per-seed slopes of β and λ_max against 2/LR and the median β·LR/2 (the level in
-    units of 2/LR). The claim (edge of stability, for the BN networks the paper's caveat is about): β's
-    level is set by the LR, i.e. every seed's slope is above 0 (`verdict.compare` of the slopes with 0).
+    """Per (sweep, norm): the per-seed slopes of β and λ_max against 2/LR and their median level in units of
+    2/LR. The claims (edge of stability, for the BN networks the paper's caveat is about): the level of β, and
+    of λ_max, is set by the LR, i.e. every seed's slope is above 0 (`verdict.compare` of the slopes with 0).
     Returns ((header, rows), glued)."""
     header = ["network", "seeds", "slope of β", "slope of λ_max", "median β / (2/LR)", "median λ_max / (2/LR)"]
     rows, glued = [], {}
@@ -591,24 +593,80 @@ def lr_report(levels: dict, norms: list, scales: dict, folder=".") -> tuple[tupl
         if not lev["lrs"]:
             continue
         net, x = "VGG" if kind == "vgg_sweep" else "DLN", 2 / np.asarray(lev["lrs"])
-        sb, se = lr_slopes(lev, "beta"), lr_slopes(lev, "eig")
+        slopes = {f: lr_slopes(lev, f) for f in LR_FIELDS}
         with np.errstate(all="ignore"):
-            rb, re_ = np.nanmedian(lev["beta"] / x, 1), np.nanmedian(lev["eig"] / x, 1)
-        rows.append([f"{net}, {P.label(n)}", str(len(sb)), pm_g(sb), pm_g(se), pm_g(rb), pm_g(re_)])
+            ratios = {f: np.nanmedian(lev[f] / x, 1) for f in LR_FIELDS}
+        rows.append([f"{net}, {P.label(n)}", str(len(slopes['beta']))] + [pm_g(slopes[f]) for f in LR_FIELDS]
+                    + [pm_g(ratios[f]) for f in LR_FIELDS])
         tag = f"{kind.split('_')[0]}_{n}"
-        glued.update({f"lr_slope_beta_{tag}": pm_g(sb), f"lr_slope_eig_{tag}": pm_g(se),
-                      f"lr_level_beta_{tag}": pm_g(rb), f"lr_level_eig_{tag}": pm_g(re_)})
-        if n == "batch" and kind in LR_CLAIMS:
-            c = compare(sb, np.zeros_like(sb), ">", scale="difference")
+        for f in LR_FIELDS:
+            glued.update({f"lr_slope_{f}_{tag}": pm_g(slopes[f]), f"lr_level_{f}_{tag}": pm_g(ratios[f])})
+            if n != "batch" or (kind, f) not in LR_CLAIMS:
+                continue
+            sl = slopes[f]
+            c = compare(sl, np.zeros_like(sl), ">", scale="difference")
             lo, hi = c.ci
             one = "contains 1, the edge-of-stability slope" if lo <= 1 <= hi else "excludes 1"
-            m = (f"{net} with BN: slope of log β against log(2/LR) per seed {', '.join(f'{v:.2g}' for v in sb)} "
-                 f"over {len(lev['lrs'])} learning rates {min(lev['lrs']):g} to {max(lev['lrs']):g} (diverged runs left out)")
-            claims.record(LR_CLAIMS[kind], c, m, scales[kind], folder)
-            glued[f"verdict_{LR_CLAIMS[kind]}"] = f"{m}; mean slope {c.text()}, the interval {one}: **{c.verdict}**"
-    for kind, claim in LR_CLAIMS.items():
+            m = (f"{net} with BN: slope of log {LR_FIELDS[f]} against log(2/LR) per seed "
+                 f"{', '.join(f'{v:.2g}' for v in sl)} over {len(lev['lrs'])} learning rates {min(lev['lrs']):g} to "
+                 f"{max(lev['lrs']):g} (diverged runs left out)")
+            claims.record(LR_CLAIMS[(kind, f)], c, m, scales[kind], folder)
+            glued[f"verdict_{LR_CLAIMS[(kind, f)]}"] = f"{m}; mean slope {c.text()}, the interval {one}: **{c.verdict}**"
+    for claim in LR_CLAIMS.values():
         glued.setdefault(f"verdict_{claim}", "n/a (no BN sweep in this build)")
     return (header, rows), glued
+
+
+def lr_ratio_table(levels: dict, kind: str) -> tuple[list, list]:
+    """One sweep's levels per learning rate in units of 2/LR, rows (norm, β or λ_max): the mean over the seeds
+    that trained, with how many did. Where the level follows 2/LR (about 1) and where it leaves it.
+
+    >>> lev = {"lrs": [0.1, 1.0], "beta": np.array([[18.0, np.nan], [22.0, np.nan]]), "eig": np.array([[20.0, 1.0], [20.0, 1.0]])}
+    >>> lr_ratio_table({("vgg_sweep", "batch"): lev}, "vgg_sweep")[1][0]
+    ['Standard + BatchNorm', 'β', '1 (2/2)', 'diverged (0/2)']
+    """
+    mine = {n: lev for (k, n), lev in levels.items() if k == kind and lev["lrs"]}
+    lrs = sorted({l for lev in mine.values() for l in lev["lrs"]})
+    rows = []
+    for n, lev in mine.items():
+        for f, name in LR_FIELDS.items():
+            row = [P.label(n), name]
+            for l in lrs:
+                if l not in lev["lrs"]:
+                    row.append("")
+                    continue
+                v = lev[f][:, lev["lrs"].index(l)] * l / 2
+                ok = v[np.isfinite(v)]
+                row.append(f"{np.mean(ok):.2g} ({len(ok)}/{len(v)})" if len(ok) else f"diverged (0/{len(v)})")
+            rows.append(row)
+    return ["network", "level / (2/LR)"] + [f"LR {l:g}" for l in lrs], rows
+
+
+def on_edge_text(lev: dict, field: str, tol: float) -> str:
+    """Where the seeds' mean level (geometric) lies within a factor `tol` of 2/LR, and where above or below.
+
+    >>> lev = {"lrs": [0.01, 0.1, 1.0], "beta": np.array([[190.0, 21.0, 0.2]]), "eig": np.array([[1.0, 1.0, 1.0]])}
+    >>> on_edge_text(lev, "beta", 1.5)
+    'within a factor 1.5 of 2/LR at LR 0.01, 0.1; below at 1'
+    """
+    where = {"within": [], "below": [], "above": [], "diverged": []}
+    for j, l in enumerate(lev["lrs"]):
+        v = lev[field][:, j] * l / 2
+        v = v[np.isfinite(v) & (v > 0)]
+        r = float(np.exp(np.mean(np.log(v)))) if len(v) else np.nan
+        key = "diverged" if np.isnan(r) else "within" if 1 / tol <= r <= tol else "below" if r < 1 else "above"
+        where[key].append(f"{l:g}")
+    parts = [f"within a factor {tol:g} of 2/LR at LR {', '.join(where['within']) or 'none'}"]
+    parts += [f"{k} at {', '.join(v)}" for k, v in where.items() if k != "within" and v]
+    return "; ".join(parts)
+
+
+def edge_glue(levels: dict, tol: float) -> dict:
+    """{'edge_<beta|eig>_<vgg|dln>_<none|batch>': on_edge_text}, 'n/a' where that sweep was not run."""
+    out = {f"edge_{f}_{k}_{n}": "n/a" for f in LR_FIELDS for k in ("vgg", "dln") for n in SHORT}
+    out.update({f"edge_{f}_{k.split('_')[0]}_{n}": on_edge_text(lev, f, tol)
+                for (k, n), lev in levels.items() if lev["lrs"] for f in LR_FIELDS})
+    return {**out, "edge_tolerance": f"{tol:g}"}
 
 
 def spectrum_scale(arch, width, steps, point_seeds, slq_iters, slq_vectors, slq_batch) -> str:
