@@ -117,9 +117,43 @@ def test_lr_levels_slopes_and_the_edge_of_stability_claim(tmp_path):
     assert "contains 1" in glued["verdict_lr_beta_vgg"] and "lr_beta_dln" not in recs
     assert glued["verdict_lr_beta_dln"].startswith("n/a")
     edge = M.edge_glue({("vgg_sweep", "batch"): lev, ("vgg_sweep", "none"): std}, 1.5)
-    assert edge["edge_eig_vgg_batch"] == "within a factor 1.5 of 2/LR at LR none; above at 0.01, 0.1, 1"   # 3 x 2/LR
-    assert edge["edge_beta_vgg_none"] == "within a factor 1.5 of 2/LR at LR none; below at 0.01, 0.1, 1"
+    assert edge["edge_eig_vgg_batch"] == "within a factor 1.5 of 2/LR at no learning rate of the grid; above at 0.01, 0.1, 1"   # 3 x 2/LR
+    assert edge["edge_beta_vgg_none"] == "within a factor 1.5 of 2/LR at no learning rate of the grid; below at 0.01, 0.1, 1"
     assert edge["edge_beta_dln_batch"] == "n/a" and edge["edge_tolerance"] == "1.5"
+
+
+def matched_run(loss, every, cos, beta, eig_steps, eig):
+    steps = range(0, len(loss), every)
+    return {"diverged": False, "train_loss": np.asarray(loss, float), "train_acc": np.linspace(0.1, 0.5, len(loss)),
+            "probes": {"ics": [{"step": t, "data": {"layers": [1, 2, 3], "cos": [1.0, c, c + 0.1]}} for t, c in zip(steps, cos)],
+                       "landscape": [{"step": t, "data": {"beta": b}} for t, b in zip(steps, beta)],
+                       "sharpness": [{"step": t, "data": {"top_eig": e}} for t, e in zip(eig_steps, eig)]}}
+
+
+def test_matched_loss_pairs_the_bn_measurement_at_the_standard_runs_final_loss(tmp_path):
+    """Standard: loss 2.3 -> 1.9 linearly over 100 steps; BN: 2.5 -> 0.5. The standard run's last ICS/landscape
+    measurement (step 90, loss 1.94) is matched by BN's measurement with the closest loss (step 20: 2.1, step 30:
+    1.9 -> step 30 within 5 %); its last λ_max (step 50, loss 2.1) has no BN λ_max near that loss (steps 0: 2.5 and
+    50: 1.5), so λ_max is not testable."""
+    std_loss, bn_loss = np.linspace(2.3, 1.9, 101)[:100], np.linspace(2.5, 0.5, 101)[:100]
+    runs = {("vgg", "none", 0.1): [matched_run(std_loss, 10, [0.9] * 10, [50.0 + k for k in range(10)], [0, 50], [30.0, 40.0 + s])
+                                   for s in range(2)],
+            ("vgg", "batch", 0.1): [matched_run(bn_loss, 10, [0.5 + 0.01 * k for k in range(10)], [20.0 + k for k in range(10)],
+                                                [0, 50], [5.0, 6.0]) for _ in range(2)]}
+    m = M.matched_loss(runs, "vgg", 0.1, window=1, tol=0.05)
+    np.testing.assert_array_equal(m["ics"]["step_std"], [90, 90])
+    np.testing.assert_array_equal(m["ics"]["step_bn"], [30, 30])
+    np.testing.assert_allclose(m["ics"]["bn"], [0.53 + 0.05] * 2)          # median of layers 2 and 3 at BN step 30
+    np.testing.assert_allclose(m["beta"]["std"], [59.0, 59.0])
+    np.testing.assert_allclose(m["beta"]["bn"], [23.0, 23.0])
+    assert m["eig"]["step_std"].tolist() == [50, 50] and np.isnan(m["eig"]["bn"]).all()
+    (header, rows), glued = M.matched_report({"vgg": m}, {"vgg": "quick", "dln": "quick"}, tmp_path)
+    recs = claims.load(tmp_path)
+    assert recs["matched_beta_vgg"]["verdict"] == "reproduced" and recs["matched_ics_vgg"]["verdict"] == "reproduced"
+    assert recs["matched_eig_vgg"]["verdict"] == "not testable at this scale"
+    assert glued["verdict_matched_ics_dln"].startswith("n/a") and len(rows) == 3
+    far = M.how_far(runs, "vgg", 0.1, 1)
+    assert far["far_vgg_none_acc"] == "50 ± 0 %" and far["far_vgg_none_loss"].startswith("1.9")
 
 
 def test_last_fraction_mean():

@@ -99,6 +99,18 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("lr_eig_dln", "Edge of stability: with BN the largest Hessian eigenvalue is set by the learning rate "
           "(λ_max ≈ 2/LR): a positive slope of log λ_max against log(2/LR) (deep linear network)", "Cohen et al. 2021",
           "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
+    Claim("matched_ics_vgg", "At matched training loss (not the same step), BN does not reduce the gradient ICS: "
+          "cos(G, G′) is lower with BN (VGG)", "Fig. 3a, at matched loss", "smoothness", "sec-matched-loss"),
+    Claim("matched_beta_vgg", "At matched training loss, BN lowers the effective β-smoothness (VGG)",
+          "Fig. 4c, at matched loss", "smoothness", "sec-matched-loss"),
+    Claim("matched_eig_vgg", "At matched training loss, BN lowers the largest Hessian eigenvalue (VGG)",
+          "Sec. 3.2 (smoothness), at matched loss", "smoothness", "sec-matched-loss"),
+    Claim("matched_ics_dln", "At matched training loss, BN does not reduce the gradient ICS: cos(G, G′) is lower "
+          "with BN (deep linear network)", "Fig. 3b, at matched loss", "smoothness", "sec-matched-loss"),
+    Claim("matched_beta_dln", "At matched training loss, BN lowers the effective β-smoothness (deep linear network)",
+          "Fig. 10c, at matched loss", "smoothness", "sec-matched-loss"),
+    Claim("matched_eig_dln", "At matched training loss, BN lowers the largest Hessian eigenvalue (deep linear network)",
+          "Sec. 3.2 (smoothness), at matched loss", "smoothness", "sec-matched-loss"),
     Claim("fig5_lp_vgg", "The ℓ1, ℓ2 and ℓ∞ normalizations (no Gaussian-like control of the moments) also train "
           "the VGG faster than the standard network (steps to the training-accuracy threshold)", "Fig. 5a",
           "norms", "fig-norms-train"),

@@ -247,6 +247,12 @@ def check_chapter(chapter: str, params: dict) -> None:
         if name in params and not 0 <= params[name] < params.get(total, params[name] + 1):
             raise ValueError(f"{name}={params[name]}: steps between the landscape measurements of a sweep run "
                              f"(0: none); allowed: 0 to {total} - 1 ({params.get(total, 1) - 1})")
+    if "match_tolerance" in params and not 0 < params["match_tolerance"] < 1:
+        raise ValueError(f"match_tolerance={params['match_tolerance']}: the relative loss difference within which "
+                         f"two measurements count as at matched loss; allowed: a number in (0, 1)")
+    if "match_window" in params and params["match_window"] < 1:
+        raise ValueError(f"match_window={params['match_window']}: steps of the trailing mean of the training loss; "
+                         f"allowed: an integer >= 1")
     if "edge_tolerance" in params and not params["edge_tolerance"] > 1:
         raise ValueError(f"edge_tolerance={params['edge_tolerance']}: the factor within which a level counts as "
                          f"at 2/LR; allowed: a number > 1")

@@ -656,7 +656,8 @@ def on_edge_text(lev: dict, field: str, tol: float) -> str:
         r = float(np.exp(np.mean(np.log(v)))) if len(v) else np.nan
         key = "diverged" if np.isnan(r) else "within" if 1 / tol <= r <= tol else "below" if r < 1 else "above"
         where[key].append(f"{l:g}")
-    parts = [f"within a factor {tol:g} of 2/LR at LR {', '.join(where['within']) or 'none'}"]
+    parts = [f"within a factor {tol:g} of 2/LR at LR {', '.join(where['within'])}" if where["within"] else
+             f"within a factor {tol:g} of 2/LR at no learning rate of the grid"]
     parts += [f"{k} at {', '.join(v)}" for k, v in where.items() if k != "within" and v]
     return "; ".join(parts)
 
@@ -667,6 +668,100 @@ def edge_glue(levels: dict, tol: float) -> dict:
     out.update({f"edge_{f}_{k.split('_')[0]}_{n}": on_edge_text(lev, f, tol)
                 for (k, n), lev in levels.items() if lev["lrs"] for f in LR_FIELDS})
     return {**out, "edge_tolerance": f"{tol:g}"}
+
+
+# --- BN and standard at matched training loss ----------------------------------------------------------------
+
+def ics_cos(d: dict) -> float:
+    """One ICS record's median cos(G, G') over layers 2 and up (the ICS chapter's statistic; layer 1's input
+    never shifts)."""
+    return float(np.nanmedian([c for l, c in zip(d["layers"], d["cos"]) if l >= 2]))
+
+
+MATCHED = {"ics": ("ics", ics_cos, "cos(G, G′), median over layers 2 and up"),
+           "beta": ("landscape", lambda d: d["beta"], "effective β-smoothness"),
+           "eig": ("sharpness", lambda d: d["top_eig"], "λ_max")}
+
+
+def matched_pair(std: dict, bn: dict, probe: str, fn, window: int, tol: float) -> dict:
+    """One seed pair at matched training loss, for one probe. The standard run's last measurement sets the
+    target: its training loss there (trailing mean over `window` steps). The BN run's measurement of the same
+    probe whose loss is closest to it is the match, accepted when within a relative `tol` of the target; else
+    the BN value is nan (no measurement of this probe at that loss).
+
+    >>> run = lambda loss, vals: {"train_loss": np.array(loss), "diverged": False,
+    ...                           "probes": {"p": [{"step": s, "data": v} for s, v in vals]}}
+    >>> std = run([2.3, 2.2, 2.1, 2.0], [(0, 5.0), (3, 4.0)])
+    >>> bn = run([2.5, 2.01, 1.5, 1.0], [(0, 9.0), (1, 3.0), (3, 1.0)])
+    >>> m = matched_pair(std, bn, "p", float, window=1, tol=0.05)
+    >>> (m["step_std"], m["step_bn"], m["std"], m["bn"], round(m["loss_bn"], 2))
+    (3, 1, 4.0, 3.0, 2.01)
+    """
+    out = {"step_std": -1, "step_bn": -1, "loss_std": np.nan, "loss_bn": np.nan, "std": np.nan, "bn": np.nan}
+    rs, rb = std["probes"].get(probe, []), bn["probes"].get(probe, [])
+    if std["diverged"] or bn["diverged"] or not rs or not rb:
+        return out
+    ls, lb = S.smooth(std["train_loss"], window), S.smooth(bn["train_loss"], window)
+    last = rs[-1]
+    target = float(ls[last["step"]])
+    near = min(rb, key=lambda r: abs(float(lb[r["step"]]) - target))
+    out.update(step_std=last["step"], step_bn=near["step"], loss_std=target, loss_bn=float(lb[near["step"]]),
+               std=float(fn(last["data"])))
+    if abs(out["loss_bn"] - target) <= tol * abs(target):
+        out["bn"] = float(fn(near["data"]))
+    return out
+
+
+def matched_loss(results: dict, kind: str, lr: float, window: int, tol: float) -> dict:
+    """{quantity: {field: per-seed array}} for the quantities of MATCHED (matched_pair per seed pair)."""
+    std, bn = results.get((kind, "none", lr)) or [], results.get((kind, "batch", lr)) or []
+    out = {}
+    for q, (probe, fn, _) in MATCHED.items():
+        pairs = [matched_pair(a, b, probe, fn, window, tol) for a, b in zip(std, bn)]
+        out[q] = {k: np.array([p[k] for p in pairs], dtype=float) for k in (pairs[0] if pairs else {})}
+    return out
+
+
+MATCHED_CLAIMS = {("vgg", "ics"): "matched_ics_vgg", ("vgg", "beta"): "matched_beta_vgg",
+                  ("vgg", "eig"): "matched_eig_vgg", ("dln", "ics"): "matched_ics_dln",
+                  ("dln", "beta"): "matched_beta_dln", ("dln", "eig"): "matched_eig_dln"}
+
+
+def matched_report(matched: dict, scales: dict, folder=".") -> tuple[tuple, dict]:
+    """The table of matched points and the six claims: at matched training loss BN has the lower value
+    (cos(G, G'): the paper's Fig. 3 reading, BN does not reduce ICS; β and λ_max: Fig. 4c's), per seed pair.
+    A pair whose BN run has no measurement at the target loss is left out (`not testable` when none is left)."""
+    header = ["network", "quantity", "standard: step, loss", "BN: step, loss", "standard", "BN", "verdict"]
+    rows, glued = [], {}
+    for (kind, q), cid in MATCHED_CLAIMS.items():
+        m = matched.get(kind, {}).get(q)
+        if m is None or not len(m.get("std", [])):
+            glued[f"verdict_{cid}"] = "n/a (not run in this build)"
+            continue
+        c = compare(m["bn"], m["std"], "<")
+        steps = lambda w: ", ".join(f"{int(s)}" if s >= 0 else "–" for s in m[f"step_{w}"])
+        text = (f"{kind.upper()}: {MATCHED[q][2]} at matched training loss {pm_g(m['loss_std'])} (standard, steps "
+                f"{steps('std')}) against BN's {pm_g(m['loss_bn'])} (steps {steps('bn')}): BN {pm_g(m['bn'])} vs "
+                f"standard {pm_g(m['std'])}")
+        claims.record(cid, c, text, scales[kind], folder)
+        glued[f"verdict_{cid}"] = f"{text}; BN/standard {c.text()}: **{c.verdict}**"
+        rows.append([kind.upper(), MATCHED[q][2], f"{steps('std')}; {pm_g(m['loss_std'])}",
+                     f"{steps('bn')}; {pm_g(m['loss_bn'])}", pm_g(m["std"]), pm_g(m["bn"]), c.verdict])
+    return (header, rows), glued
+
+
+def how_far(results: dict, kind: str, lr: float, window: int) -> dict:
+    """How far each network trained: the last trailing-mean training loss and (VGG) batch accuracy, mean ± std
+    over seeds. {'far_<kind>_<norm>_loss', 'far_<kind>_<norm>_acc'}."""
+    out = {}
+    for n in SHORT:
+        rs = results.get((kind, n, lr)) or []
+        loss = [float(S.smooth(r["train_loss"], window)[-1]) for r in rs if not r["diverged"]]
+        acc = [float(S.smooth(r["train_acc"], window)[-1]) for r in rs if r.get("train_acc") is not None and not r["diverged"]]
+        out[f"far_{kind}_{n}_loss"] = pm_g(np.array(loss)) if loss else "n/a"
+        out[f"far_{kind}_{n}_acc"] = f"{100 * np.mean(acc):.0f} ± {100 * np.std(acc, ddof=1) if len(acc) > 1 else 0:.0f} %" \
+            if acc else "n/a"
+    return out
 
 
 def spectrum_scale(arch, width, steps, point_seeds, slq_iters, slq_vectors, slq_batch) -> str:
