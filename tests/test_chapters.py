@@ -130,23 +130,22 @@ def matched_run(loss, every, cos, beta, eig_steps, eig):
                        "sharpness": [{"step": t, "data": {"top_eig": e}} for t, e in zip(eig_steps, eig)]}}
 
 
-def test_matched_loss_pairs_the_bn_measurement_at_the_standard_runs_final_loss(tmp_path):
-    """Standard: loss 2.3 -> 1.9 linearly over 100 steps; BN: 2.5 -> 0.5. The standard run's last ICS/landscape
-    measurement (step 90, loss 1.94) is matched by BN's measurement with the closest loss (step 20: 2.1, step 30:
-    1.9 -> step 30 within 5 %); its last λ_max (step 50, loss 2.1) has no BN λ_max near that loss (steps 0: 2.5 and
-    50: 1.5), so λ_max is not testable."""
+def test_matched_loss_pairs_measurements_of_equal_training_loss(tmp_path):
+    """Standard: loss 2.3 - 0.004 t, measured every 10 steps; BN: 2.5 - 0.02 t. Within 5 %: BN step 10 (loss 2.3)
+    matches standard steps 10, 20 (2.26, 2.22); BN 20 (2.1) matches 30-70; BN 30 (1.9) matches 80, 90. λ_max
+    (standard at 50, BN at 50 with loss 1.5) never matches: not testable."""
     std_loss, bn_loss = np.linspace(2.3, 1.9, 101)[:100], np.linspace(2.5, 0.5, 101)[:100]
     runs = {("vgg", "none", 0.1): [matched_run(std_loss, 10, [0.9] * 10, [50.0 + k for k in range(10)], [0, 50], [30.0, 40.0 + s])
                                    for s in range(2)],
             ("vgg", "batch", 0.1): [matched_run(bn_loss, 10, [0.5 + 0.01 * k for k in range(10)], [20.0 + k for k in range(10)],
                                                 [0, 50], [5.0, 6.0]) for _ in range(2)]}
     m = M.matched_loss(runs, "vgg", 0.1, window=1, tol=0.05)
-    np.testing.assert_array_equal(m["ics"]["step_std"], [90, 90])
-    np.testing.assert_array_equal(m["ics"]["step_bn"], [30, 30])
-    np.testing.assert_allclose(m["ics"]["bn"], [0.53 + 0.05] * 2)          # median of layers 2 and 3 at BN step 30
-    np.testing.assert_allclose(m["beta"]["std"], [59.0, 59.0])
-    np.testing.assert_allclose(m["beta"]["bn"], [23.0, 23.0])
-    assert m["eig"]["step_std"].tolist() == [50, 50] and np.isnan(m["eig"]["bn"]).all()
+    assert m["beta"]["steps_bn"][0] == [10, 20, 30] and m["beta"]["steps_std"][0] == list(range(10, 100, 10))
+    np.testing.assert_array_equal(m["beta"]["pairs"], [9, 9])
+    np.testing.assert_allclose(m["beta"]["std"], [55.0, 55.0])               # median of 51..59
+    np.testing.assert_allclose(m["beta"]["bn"], [22.0, 22.0])                # median of 21, 22, 23
+    np.testing.assert_allclose(m["ics"]["bn"], [0.57, 0.57])                 # median over steps of the layer-2/3 median
+    assert np.isnan(m["eig"]["bn"]).all() and (m["eig"]["pairs"] == 0).all()
     (header, rows), glued = M.matched_report({"vgg": m}, {"vgg": "quick", "dln": "quick"}, tmp_path)
     recs = claims.load(tmp_path)
     assert recs["matched_beta_vgg"]["verdict"] == "reproduced" and recs["matched_ics_vgg"]["verdict"] == "reproduced"
@@ -154,6 +153,41 @@ def test_matched_loss_pairs_the_bn_measurement_at_the_standard_runs_final_loss(t
     assert glued["verdict_matched_ics_dln"].startswith("n/a") and len(rows) == 3
     far = M.how_far(runs, "vgg", 0.1, 1)
     assert far["far_vgg_none_acc"] == "50 ± 0 %" and far["far_vgg_none_loss"].startswith("1.9")
+
+
+def wd_run(loss, sq_all, every=2):
+    return {"diverged": False, "train_loss": np.asarray(loss, float),
+            "probes": {"weight_norm": [{"step": t, "data": {"all": v, "weights": v / 2}} for t, v in zip(range(0, len(loss), every), sq_all)],
+                       "landscape": [{"step": t, "data": {"loss": np.array([1.0, 1.0 + w]), "loss0": 1.0}}
+                                     for t, w in zip(range(0, len(loss), every), [0.1 * (t + 1) for t in range(len(loss))])]}}
+
+
+def test_hidden_l2_cuts_the_reference_run_and_adds_the_l2_term(tmp_path):
+    """Reference runs of 8 steps cut to the 4-step window; the L2 term is wd/2 x the recorded squared norm; the
+    loss SGD minimises is the end loss plus that term; the loss-band widths compared by the rule."""
+    wd = 1e-2
+    ref = lambda c: dict(wd_run([3.0, 2.0, 1.0, 0.5, 0.1, 0.1, 0.1, 0.1], [0] * 4), steps=8, steps_done=8, diverged_at=-1,
+                         evals={"step": []}, train_acc=None)
+    runs = {("vgg", "none", 0.1): [ref(0), ref(1), ref(2)], ("vgg", "batch", 0.1): [ref(0), ref(1), ref(2)],
+            ("vgg_wd", "none", 0.1): [wd_run([3.0, 2.0, 1.5, 1.0], [100.0, 80.0]) for _ in range(2)],
+            ("vgg_wd", "batch", 0.1): [wd_run([3.0, 2.0, 1.5, 1.0], [200.0, 180.0]) for _ in range(2)]}
+    l2 = M.hidden_l2(runs, 0.1, ["none", "batch"], [0, 1, 2], [0, 2], wd, wd_steps=4, window=1)
+    np.testing.assert_allclose(l2["none"]["ce_ref"], [0.5, 0.5])            # the reference cut at step 4
+    np.testing.assert_allclose(l2["none"]["l2_end"], [0.4, 0.4])            # 1e-2 / 2 x 80
+    np.testing.assert_allclose(l2["batch"]["objective"], [1.0 + 0.9, 1.0 + 0.9])
+    np.testing.assert_allclose(l2["none"]["width_ref"], [0.15, 0.15])       # median of 0.1, 0.2 (steps 0, 2 < 4)
+    (header, rows), glued = M.hidden_l2_report(l2, {"none": {"all": 0.97, "weights": 0.97}}, "quick", tmp_path)
+    assert glued["paper_l2_none_all"] == "0.97" and len(rows) == 2
+    assert claims.load(tmp_path)["fig4_loss_band_wd"]["verdict"] == "not reproduced"     # equal widths
+
+
+def test_init_l2_is_half_wd_times_the_squared_norm():
+    from bnopt.config import vgg_config
+    from bnopt.probes import squared_norms
+    from bnopt.train import model_of
+    sq = squared_norms(model_of(vgg_config(**{"model.arch": "vgg11", "model.width": 0.125, "model.norm": "batch"})))
+    got = M.init_l2("vgg11", 0.125, "batch", 5e-4)
+    assert got["all"] == pytest.approx(2.5e-4 * sq["all"]) and sq["all"] - sq["weights"] > 0   # BN gamma = 1, biases
 
 
 def test_last_fraction_mean():

@@ -91,3 +91,17 @@ def test_sweep_runs_carry_the_landscape_after_step_zero_and_one_curvature_measur
         E.chapter_grid("smoothness", {**params, "sweep_probe_every": params["sweep_steps"]})
     none = E.chapter_grid("smoothness", {**params, "sweep_probe_every": 0})
     assert all(not c.probes for c in none[("vgg_sweep", "none", params["sweep_lrs"][0])])
+
+
+def test_weight_decay_runs_probe_at_the_reference_steps_and_are_checked():
+    params = E.chapter_parameters("smoothness", "quick")
+    grid = E.chapter_grid("smoothness", params)
+    ref, wd = grid[("vgg", "batch", params["lr"])], grid[("vgg_wd", "batch", params["lr"])]
+    assert [c.seed for c in wd] == params["wd_seeds"] and all(c.optim.weight_decay == params["weight_decay"] for c in wd)
+    land = lambda c: next(p for p in c.probes if p.name == "landscape")
+    assert land(wd[0]) == land(ref[0]) and wd[0].optim.steps == params["wd_steps"]
+    assert sorted(p.name for p in wd[0].probes) == ["landscape", "weight_norm"] and not wd[0].save_state
+    assert ("vgg_wd", "batch", params["lr"]) not in E.chapter_grid("smoothness", {**params, "weight_decay": 0.0})
+    for bad in ({"wd_seeds": [7]}, {"wd_steps": params["steps"] + 1}, {"weight_decay": -1e-4}):
+        with pytest.raises(ValueError, match="the weight-decay runs; allowed"):
+            E.chapter_grid("smoothness", {**params, **bad})

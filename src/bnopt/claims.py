@@ -111,6 +111,9 @@ CLAIMS: tuple[Claim, ...] = (
           "Fig. 10c, at matched loss", "smoothness", "sec-matched-loss"),
     Claim("matched_eig_dln", "At matched training loss, BN lowers the largest Hessian eigenvalue (deep linear network)",
           "Sec. 3.2 (smoothness), at matched loss", "smoothness", "sec-matched-loss"),
+    Claim("fig4_loss_band_wd", "With weight decay (protocol §7's hidden-L2 question), BN still narrows the loss "
+          "variation along the gradient (VGG; median over the window)", "Fig. 4a, with weight decay", "smoothness",
+          "sec-hidden-l2"),
     Claim("fig5_lp_vgg", "The ℓ1, ℓ2 and ℓ∞ normalizations (no Gaussian-like control of the moments) also train "
           "the VGG faster than the standard network (steps to the training-accuracy threshold)", "Fig. 5a",
           "norms", "fig-norms-train"),

@@ -169,9 +169,25 @@ def sweep_probes(cfg: RunConfig, steps: int, every: int) -> list[ProbeSpec]:
             dataclasses.replace(p, start=last, every=steps) for p in cfg.probes if p.name in ("landscape", "sharpness")]
 
 
+def weight_decay_runs(vgg: RunConfig, lr: float, etas, norms, weight_decay: float, wd_steps: int,
+                      wd_seeds) -> dict[tuple, list[RunConfig]]:
+    """('vgg_wd', norm, lr): the reference VGG protocol with SGD weight decay `weight_decay` for its first
+    `wd_steps` steps, carrying the landscape probe at the reference runs' steps (so a reference run cut to
+    `wd_steps` is the comparison without weight decay) and the squared parameter norms (`weight_norm`) there.
+    None when weight_decay is 0."""
+    if not weight_decay:
+        return {}
+    every = next(p.every for p in vgg.probes if p.name == "landscape")
+    base = with_probes(vgg, ("landscape",))
+    base = base.replace(probes=base.probes + [ProbeSpec("weight_norm", every=every)])
+    return {("vgg_wd", n, lr): seeded(at_lr(base, lr, etas, **{
+        "model.norm": n, "optim.weight_decay": weight_decay, "optim.steps": wd_steps, "eval_every": 0,
+        "data.eval_train_subset": 0, "data.eval_test": False}), wd_seeds) for n in norms}
+
+
 def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, sweep_lrs, sweep_steps, sweep_seeds, dln_sweep_lrs,
-                    dln_sweep_steps, sweep_probe_every=0, dln_sweep_probe_every=0,
-                    **params) -> dict[tuple, list[RunConfig]]:
+                    dln_sweep_steps, sweep_probe_every=0, dln_sweep_probe_every=0, weight_decay=0.0, wd_steps=0,
+                    wd_seeds=(), **params) -> dict[tuple, list[RunConfig]]:
     """The smoothness chapter. ('vgg', norm, lr) and ('dln', norm, lr): Figs 4, 10, 11 and the
     curvature; ('vgg_sweep' | 'dln_sweep', norm, lr): short runs over a log grid of LRs that carry only
     the landscape and curvature probes (`sweep_probes`, step sizes scaled to each LR) and are read for
@@ -191,6 +207,7 @@ def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, sweep_lrs, sweep_steps,
             grid[("dln_sweep", n, s_lr)] = seeded(cfg.replace(**{
                 "model.norm": n, "optim.steps": dln_sweep_steps,
                 "probes": sweep_probes(cfg, dln_sweep_steps, dln_sweep_probe_every)}), dln_seeds)
+    grid.update(weight_decay_runs(vgg, lr, etas, norms, weight_decay, wd_steps, wd_seeds))
     return grid
 
 
@@ -253,6 +270,13 @@ def check_chapter(chapter: str, params: dict) -> None:
     if "match_window" in params and params["match_window"] < 1:
         raise ValueError(f"match_window={params['match_window']}: steps of the trailing mean of the training loss; "
                          f"allowed: an integer >= 1")
+    if "weight_decay" in params and (params["weight_decay"] < 0 or params["weight_decay"] > 0 and not (
+            1 <= params.get("wd_steps", 1) <= params.get("steps", 1) and params.get("wd_seeds")
+            and set(params["wd_seeds"]) <= set(params.get("seeds", params["wd_seeds"])))):
+        raise ValueError(f"weight_decay={params['weight_decay']}, wd_steps={params.get('wd_steps')}, "
+                         f"wd_seeds={params.get('wd_seeds')}: the weight-decay runs; allowed: weight_decay >= 0 "
+                         f"(0: none), wd_steps from 1 to steps ({params.get('steps')}), wd_seeds a non-empty subset "
+                         f"of seeds={params.get('seeds')}")
     if "edge_tolerance" in params and not params["edge_tolerance"] > 1:
         raise ValueError(f"edge_tolerance={params['edge_tolerance']}: the factor within which a level counts as "
                          f"at 2/LR; allowed: a number > 1")

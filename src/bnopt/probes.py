@@ -173,6 +173,34 @@ class ActivationSampler:
         return record
 
 
+def squared_norms(model: nn.Module) -> dict:
+    """{'all': sum of squared entries of every parameter, 'weights': of the weight matrices and kernels only
+    (dim > 1; biases and BN's gamma/beta left out)}. (wd/2) x 'all' is the L2 term of SGD's weight decay
+    on every parameter (bnopt.train.make_optimizer); (wd/2) x 'weights' is TF's l2_loss on the kernels.
+
+    >>> m = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    >>> for p in m.parameters(): _ = nn.init.constant_(p, 2.0)
+    >>> squared_norms(m)
+    {'all': 60.0, 'weights': 24.0}
+    """
+    with torch.no_grad():
+        sq = {n: float(p.detach().double().pow(2).sum()) for n, p in model.named_parameters()}
+        dims = {n: p.dim() for n, p in model.named_parameters()}
+    return {"all": sum(sq.values()), "weights": sum(v for n, v in sq.items() if dims[n] > 1)}
+
+
+@register("weight_norm")
+class WeightNorm:
+    """The squared parameter norms of `squared_norms`, before the step's update: with weight decay wd, the
+    loss SGD minimises is the batch loss plus (wd/2) x 'all' (the "hidden L2" question of protocol §7)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __call__(self, ctx: ProbeContext) -> dict:
+        return squared_norms(self.model)
+
+
 @register("unit_std")
 class UnitStd:
     """Per-unit standard deviation sigma_j of every block's weight-layer output (the pre-norm,
