@@ -151,6 +151,7 @@ def test_matched_loss_pairs_measurements_of_equal_training_loss(tmp_path):
     assert recs["matched_beta_vgg"]["verdict"] == "reproduced" and recs["matched_ics_vgg"]["verdict"] == "reproduced"
     assert recs["matched_eig_vgg"]["verdict"] == "not testable at this scale"
     assert glued["verdict_matched_ics_dln"].startswith("n/a") and len(rows) == 3
+    assert "A − B = -0.38" in glued["verdict_matched_ics_vgg"]     # 0.57 - 0.95: cosines compared by their difference
     far = M.how_far(runs, "vgg", 0.1, 1)
     assert far["far_vgg_none_acc"] == "50 ± 0 %" and far["far_vgg_none_loss"].startswith("1.9")
 

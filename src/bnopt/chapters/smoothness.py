@@ -678,9 +678,10 @@ def ics_cos(d: dict) -> float:
     return float(np.nanmedian([c for l, c in zip(d["layers"], d["cos"]) if l >= 2]))
 
 
-MATCHED = {"ics": ("ics", ics_cos, "cos(G, G′), median over layers 2 and up"),
-           "beta": ("landscape", lambda d: d["beta"], "effective β-smoothness"),
-           "eig": ("sharpness", lambda d: d["top_eig"], "λ_max")}
+# quantity: (probe, value of a record, name, verdict scale: cosines can be negative, so their differences)
+MATCHED = {"ics": ("ics", ics_cos, "cos(G, G′), median over layers 2 and up", "difference"),
+           "beta": ("landscape", lambda d: d["beta"], "effective β-smoothness", "ratio"),
+           "eig": ("sharpness", lambda d: d["top_eig"], "λ_max", "ratio")}
 
 
 def matched_pair(std: dict, bn: dict, probe: str, fn, window: int, tol: float) -> dict:
@@ -719,7 +720,7 @@ def matched_loss(results: dict, kind: str, lr: float, window: int, tol: float) -
     """{quantity: {field: per-seed array}} for the quantities of MATCHED (matched_pair per seed pair)."""
     std, bn = results.get((kind, "none", lr)) or [], results.get((kind, "batch", lr)) or []
     out = {}
-    for q, (probe, fn, _) in MATCHED.items():
+    for q, (probe, fn, _, _) in MATCHED.items():
         pairs = [matched_pair(a, b, probe, fn, window, tol) for a, b in zip(std, bn)]
         out[q] = {k: [p[k] for p in pairs] if k.startswith("steps") else np.array([p[k] for p in pairs], dtype=float)
                   for k in (pairs[0] if pairs else {})}
@@ -744,7 +745,7 @@ def matched_report(matched: dict, scales: dict, folder=".") -> tuple[tuple, dict
         if m is None or not len(m.get("std", [])):
             glued[f"verdict_{cid}"] = "n/a (not run in this build)"
             continue
-        c = compare(m["bn"], m["std"], "<")
+        c = compare(m["bn"], m["std"], "<", scale=MATCHED[q][3])
         pairs = ", ".join(str(int(p)) for p in m["pairs"])
         text = (f"{kind.upper()}: {MATCHED[q][2]} at matched training loss {pm_g(m['loss'])} ({pairs} matched pairs "
                 f"per seed; standard steps {span(m['steps_std'])}, BN steps {span(m['steps_bn'])}): BN {pm_g(m['bn'])} "
