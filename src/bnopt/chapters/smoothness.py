@@ -6,6 +6,9 @@ the claims.
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -15,6 +18,15 @@ from .. import summary as S
 from ..report import pm_g
 from ..verdict import compare
 from .common import last_fraction_mean, scale_tag
+
+@contextlib.contextmanager
+def quiet_nan():
+    """NaN statistics without warnings: a seed that diverged, or a learning rate no seed trained at, is a
+    NaN entry, and a mean or median over only NaNs is NaN by design here."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
 
 C = P.NORM_COLORS
 SHORT = {"none": "standard", "batch": "BN"}
@@ -539,7 +551,8 @@ def lr_levels(results: dict, kind: str, n: str, lrs: list) -> dict:
                 continue
             betas = [rec["data"]["beta"] for rec in r["probes"].get("landscape", [])]
             eigs = [rec["data"]["top_eig"] for rec in r["probes"].get("sharpness", [])]
-            out["beta"][i, j] = np.nanmedian(betas) if betas else np.nan
+            with quiet_nan():
+                out["beta"][i, j] = np.nanmedian(betas) if betas else np.nan
             out["eig"][i, j] = eigs[-1] if eigs else np.nan
     return out
 
@@ -565,7 +578,7 @@ def lr_figure(results: dict, sweeps: list, norms: list):
                 x = 2 / np.asarray(lev["lrs"])
                 for row in lev[field]:
                     ax.plot(x, row, "o", color=C[n], alpha=0.5, markersize=4)
-                with np.errstate(all="ignore"):
+                with quiet_nan():
                     ax.plot(x, np.exp(np.nanmean(np.log(lev[field]), 0)), "-", color=C[n], label=P.label(n))
             x = 2 / np.asarray(sorted(lrs), dtype=float)
             ax.plot(x, x, "k:", linewidth=1, label="= 2 / LR")
@@ -594,7 +607,7 @@ def lr_report(levels: dict, norms: list, scales: dict, folder=".") -> tuple[tupl
             continue
         net, x = "VGG" if kind == "vgg_sweep" else "DLN", 2 / np.asarray(lev["lrs"])
         slopes = {f: lr_slopes(lev, f) for f in LR_FIELDS}
-        with np.errstate(all="ignore"):
+        with quiet_nan():
             ratios = {f: np.nanmedian(lev[f] / x, 1) for f in LR_FIELDS}
         rows.append([f"{net}, {P.label(n)}", str(len(slopes['beta']))] + [pm_g(slopes[f]) for f in LR_FIELDS]
                     + [pm_g(ratios[f]) for f in LR_FIELDS])
@@ -801,7 +814,8 @@ def hidden_l2(results: dict, lr: float, norms: list, seeds: list, wd_seeds: list
         st, l2 = S.probe_series(wd_rs, "weight_norm", lambda d: wd / 2 * d["all"])
         def width(rs):
             _, lo, hi = band_series(rs, "loss")
-            return np.nanmedian(hi - lo, 1)
+            with quiet_nan():
+                return np.nanmedian(hi - lo, 1)
         ce_wd, ce_ref = np.array([end(r) for r in wd_rs]), np.array([end(r) for r in refs])
         out[n] = {"ce_ref": ce_ref, "ce_wd": ce_wd, "l2_end": l2[:, -1], "l2_start": l2[:, 0],
                   "objective": ce_wd + l2[:, -1], "width_ref": width(refs), "width_wd": width(wd_rs),
@@ -811,17 +825,23 @@ def hidden_l2(results: dict, lr: float, norms: list, seeds: list, wd_seeds: list
     return out
 
 
-def hidden_l2_figure(l2: dict, wd: float):
-    """Left: training loss without weight decay (solid), with it (dashed) and the loss SGD minimises with it,
-    loss + L2 (dotted), means over seeds. Right: the L2 term over training."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    for n, d in l2.items():
-        x = np.arange(1, d["curve_ref"].shape[1] + 1)
+def _l2_curves(axes, n: str, d: dict, wd: float) -> None:
+    """One network's curves of hidden_l2_figure (a diverged seed is NaN in the means)."""
+    x = np.arange(1, d["curve_ref"].shape[1] + 1)
+    with quiet_nan():
         axes[0].plot(x, np.nanmean(d["curve_ref"], 0), color=C[n], label=f"{P.label(n)}, no weight decay")
         axes[0].plot(x, np.nanmean(d["curve_wd"], 0), color=C[n], linestyle="--", label=f"{P.label(n)}, weight decay {wd:g}")
         obj = d["curve_wd"][:, d["steps"]] + d["l2_series"]
         axes[0].plot(d["steps"], np.nanmean(obj, 0), color=C[n], linestyle=":", marker=".", label=f"{P.label(n)}, loss + L2 term")
         P.curve_band(axes[1], d["steps"], d["l2_series"], color=C[n], label=P.label(n))
+
+
+def hidden_l2_figure(l2: dict, wd: float):
+    """Left: training loss without weight decay (solid), with it (dashed) and the loss SGD minimises with it,
+    loss + L2 (dotted), means over seeds. Right: the L2 term over training."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for n, d in l2.items():
+        _l2_curves(axes, n, d, wd)
     axes[0].set(xlabel="step", ylabel="training loss (trailing mean)", title="cross-entropy, and with the L2 term")
     axes[1].set(xlabel="step", ylabel="(wd/2) ‖θ‖²", title="the L2 term of the weight-decay runs")
     axes[0].legend(fontsize=7)
