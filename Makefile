@@ -1,5 +1,5 @@
 # Two commands do all set-up:  `make book`  and  `make test`.  Both create .venv when it is missing.
-#   make book [PROFILE=quick|paper|tiny] [DATA=/path/to/image-folder]   -> _build/html/index.html
+#   make book [PROFILE=quick|paper|tiny] [DATA=/path/to/image-folder] [TRAIN=yes|no]   -> _build/html/index.html
 #   make test                                                           -> pytest
 #   make check-book                                                     -> the built book, tested in a browser
 #   make bench [QUICK=1]     cost of a run and of each probe on this machine -> data/bench/*.json
@@ -36,8 +36,11 @@ $(MATHJAX): $(VENV)/.installed
 
 env: $(VENV)/.installed $(MATHJAX)
 
+# TRAIN: train the runs the cache lacks (default: yes, except PROFILE=paper, which lists them and stops;
+# import a results bundle with `python -m bnopt.bundle import FILE`)
+TRAIN ?=
 book: $(VENV)/.installed $(MATHJAX)
-	$(PY) -m bnopt.build --profile $(PROFILE)
+	$(PY) -m bnopt.build --profile $(PROFILE) $(if $(strip $(TRAIN)),--train $(TRAIN),)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -182,6 +182,25 @@ def component_costs(kind: str, s: dict, reps: int, probe_reps: int, eval_fractio
             "ratio_estimated": run_ratio(med, calls, steps)}
 
 
+def run_seconds(cfg: RunConfig, b: dict | None) -> float | None:
+    """A rough single-thread estimate of a run's wall time on the machine a saved bench `b` measured: the
+    plain step of its kind, scaled by width² and batch size from the bench's settings, times its steps and
+    the kind's instrumented/plain ratio. None without a bench (or a kind it did not measure)."""
+    if not b:
+        return None
+    s, m = b.get("settings", {}), cfg.model
+    if m.arch == "dln":
+        kind = "dln" if m.norm == "none" else "dln_bn"
+        scale = 1.0
+    else:
+        kind = {"none": "vgg", "noisy_batch": "vgg_noisy_bn"}.get(m.norm, "vgg_bn")
+        scale = (m.width / s.get("width", m.width)) ** 2 * cfg.optim.batch_size / s.get("batch_size", cfg.optim.batch_size)
+    c = b.get("components", {}).get(kind)
+    if not c:
+        return None
+    return cfg.optim.steps * c["plain_step_s"] * c.get("ratio_estimated", 1.0) * scale
+
+
 def run_ratio(seconds: dict, calls: dict, steps: int) -> float:
     """Instrumented / plain wall time of a run: (steps x step + sum of calls x cost) / (steps x step).
     seconds: per call, with 'step' the plain step; calls: how many times each component runs."""

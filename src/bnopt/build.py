@@ -197,7 +197,7 @@ def executing_dir(stage: Path) -> Path:
     return stage.parent / f".{stage.name}-executing"
 
 
-def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = None) -> dict:
+def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = None, train: bool = True) -> dict:
     """Mirror book/ into the staging tree, executing the chapters. Returns {chapter: seconds}."""
     stage = Path(stage).resolve()
     params = profile_parameters(root, profile)
@@ -226,7 +226,7 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     timings = {}
     record = BuildRecord(stage, profile)
     t0 = time.perf_counter()
-    summary = train_all(root, profile, [nb.stem for nb in selected])
+    summary = train_all(root, profile, [nb.stem for nb in selected], train)
     timings["runs"] = time.perf_counter() - t0
     record.update(runs=timings["runs"], runs_trained=summary["trained"], runs_cached=summary["cached"],
                   workers=summary["workers"], threads=summary["threads"])
@@ -283,11 +283,39 @@ def chapter_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-def train_all(root: Path, profile: str, stems: list[str]) -> dict:
+# Profiles whose missing runs are not trained unless asked (--train yes): sized for a GPU, they would take a
+# CPU days. Their runs come from a GPU machine or a results bundle (python -m bnopt.bundle import FILE).
+NO_TRAIN_BY_DEFAULT = ("paper",)
+
+
+def missing_runs_text(configs: list, profile: str, shown: int = 25) -> str:
+    """The runs a build lacks, with a cost estimate from this machine's saved bench where there is one."""
+    from .bench import default_out, run_seconds
+    from .runs import describe
+    bench = None
+    for quick in (False, True):
+        if default_out(quick).exists():
+            bench = json.loads(default_out(quick).read_text())
+            break
+    est = [run_seconds(c, bench) for c in configs]
+    lines = [f"  {describe(c)}, {c.optim.steps:,} steps" + (f", about {e / 3600:.1f} h on one core here" if e else "")
+             for c, e in list(zip(configs, est))[:shown]]
+    if len(configs) > shown:
+        lines.append(f"  ... and {len(configs) - shown} more")
+    total = (f"; about {sum(e for e in est if e) / 3600:,.0f} core-hours here by this machine's bench"
+             if any(est) else "; no saved bench on this machine (`make bench`) to estimate their time")
+    steps = sum(c.optim.steps for c in configs)
+    return (f"{len(configs)} runs of profile {profile!r} are not in the run cache ({steps:,} steps in all{total}):\n"
+            + "\n".join(lines) + f"\nImport them (python -m bnopt.bundle import FILE), or train them here with "
+            f"`make book PROFILE={profile} TRAIN=yes` (python -m bnopt.build --profile {profile} --train yes).")
+
+
+def train_all(root: Path, profile: str, stems: list[str], train: bool = True) -> dict:
     """Train every run that the given chapters declare, before any notebook executes, in the
-    parallel workers of `bnopt.executor` (notebooks then only read the cache)."""
+    parallel workers of `bnopt.executor` (notebooks then only read the cache). With train=False, a
+    missing run stops the build before anything trains, listing the missing runs."""
     from .config import ConfigError
-    from .executor import RunFailed, ensure
+    from .executor import RunFailed, RunsMissing, ensure
     from .experiments import GRIDS, chapter_grid, chapter_parameters, grid_configs
 
     configs = []
@@ -299,7 +327,9 @@ def train_all(root: Path, profile: str, stems: list[str]) -> dict:
             except (ConfigError, ValueError) as e:
                 raise BuildError(f"chapter {stem!r} (profile {profile!r}): {e}") from None
     try:
-        return ensure(configs, label=f"book ({profile})")
+        return ensure(configs, label=f"book ({profile})", train=train)
+    except RunsMissing as e:
+        raise BuildError(missing_runs_text(e.configs, profile)) from None
     except RunFailed as e:
         raise BuildError(str(e)) from None
 
@@ -405,10 +435,14 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", default=str(root / "_stage"), help="folder for executed notebooks")
     ap.add_argument("--only", nargs="+", help="execute only these chapters (others must be staged)")
     ap.add_argument("--no-html", action="store_true", help="execute chapters, skip jupyter-book")
+    ap.add_argument("--train", choices=("auto", "yes", "no"), default="auto",
+                    help=f"train runs the cache lacks (auto: yes, except for {', '.join(NO_TRAIN_BY_DEFAULT)}, "
+                         f"which stops and lists them)")
     a = ap.parse_args(argv)
+    train = a.train == "yes" or a.train == "auto" and a.profile not in NO_TRAIN_BY_DEFAULT
     try:
         t0 = time.perf_counter()
-        timings = stage_book(root, Path(a.stage).resolve(), a.profile, a.only)
+        timings = stage_book(root, Path(a.stage).resolve(), a.profile, a.only, train)
         t1 = time.perf_counter()
         if not a.no_html:
             build_html(root, Path(a.stage).resolve())

@@ -129,12 +129,23 @@ def missing(configs: list[RunConfig]) -> list[RunConfig]:
     return out
 
 
+class RunsMissing(RuntimeError):
+    """Runs are missing from the cache and training was not allowed; `.configs` lists them."""
+
+    def __init__(self, configs: list[RunConfig]):
+        super().__init__(f"{len(configs)} runs are not in the cache")
+        self.configs = configs
+
+
 def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | None = None,
-           executor=None, label: str = "runs") -> dict:
+           executor=None, label: str = "runs", train: bool = True) -> dict:
     """Train every config not in the cache, `workers` at a time, longest first. Returns a summary
     {'trained': n, 'cached': n, 'wall_s': s, 'workers': w, 'threads': t}. Raises RunFailed naming
-    every failed config (the others still finish and stay cached)."""
+    every failed config (the others still finish and stay cached), and RunsMissing (before anything
+    trains) when runs are missing and `train` is False."""
     todo = missing(configs)
+    if todo and not train:
+        raise RunsMissing(todo)
     n_cached = len({canonical_json(c.to_dict()) for c in configs}) - len(todo)
     workers = workers or default_workers()
     threads = threads or default_threads(workers)

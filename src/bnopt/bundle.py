@@ -1,0 +1,225 @@
+"""Results bundles: every run a profile's chapters need, in one archive that installs into any run cache.
+
+A GPU machine (or a cluster) trains a profile; a reader's CPU builds the book from its results without
+training anything:
+
+    python -m bnopt.bundle export --profile paper paper-runs.tar     # where the runs are cached
+    python -m bnopt.bundle import paper-runs.tar                     # on a clean clone
+    make book PROFILE=paper
+
+The archive is a plain tar file: `manifest.json` and, per run, `runs/<key>/{config.json, meta.json,
+result.pt}`, the run cache's own entry (`bnopt.cache`: config and data fingerprint, provenance with
+commit, device, versions and wall time, and the result). The manifest lists every file's size and
+sha256. `import` checks all of it before it installs anything: each file against the manifest, each
+key against the hash of its config, each result against the checksum in its meta. A tampered, truncated
+or incomplete bundle is refused with the run it concerns named, and nothing is installed. Entries are
+installed the way the cache writes them (scratch folder, atomic rename, first writer wins), so an
+import beside a running build is safe. Runs already in the cache are left as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from .cache import RunCache, remove_stale
+from .config import canonical_json, config_hash
+
+FORMAT = 1
+FILES = ("config.json", "meta.json", "result.pt")
+
+
+class BundleError(ValueError):
+    """The bundle is unreadable, incomplete or does not match its manifest; the message names the run."""
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def profile_configs(profile: str) -> list:
+    """The distinct run configurations of every chapter with runs at `profile` (the book's own grids)."""
+    from . import experiments as E
+    seen, out = set(), []
+    for chapter in sorted(E.GRIDS):
+        for cfg in E.grid_configs(E.chapter_grid(chapter, E.chapter_parameters(chapter, profile))):
+            text = canonical_json(cfg.to_dict())
+            if text not in seen:
+                seen.add(text)
+                out.append(cfg)
+    return out
+
+
+def run_keys(configs: list) -> dict[str, object]:
+    """{cache key: config} for `configs` (the data are prepared once per dataset for its fingerprint)."""
+    from .runs import get_task
+    from .train import resolve_device
+    device, fingerprints, out = resolve_device(), {}, {}
+    for cfg in configs:
+        data = canonical_json(cfg.data.__dict__)
+        if data not in fingerprints:
+            fingerprints[data] = get_task(cfg, device).fingerprint
+        out[RunCache.key({"config": cfg.key_dict(), "data_fingerprint": fingerprints[data]})] = cfg
+    return out
+
+
+def export(keys: list[str], path: str | os.PathLike, cache: RunCache | None = None, profile: str = "") -> dict:
+    """Write the cache entries `keys` into a bundle at `path` (atomically). Returns the manifest.
+    Raises BundleError naming the keys the cache lacks."""
+    cache = cache or RunCache()
+    absent = [k for k in keys if not cache.has(k)]
+    if absent:
+        raise BundleError(f"{len(absent)} run(s) are not in the cache {cache.root}: {', '.join(absent[:10])}"
+                          + (" ..." if len(absent) > 10 else ""))
+    runs, blobs = [], {}
+    for k in sorted(set(keys)):
+        files = {}
+        for name in FILES:
+            data = (cache.path(k) / name).read_bytes()
+            blobs[f"runs/{k}/{name}"] = data
+            files[name] = {"sha256": _sha(data), "bytes": len(data)}
+        meta = json.loads(blobs[f"runs/{k}/meta.json"])
+        runs.append({"key": k, "description": meta.get("description", ""), "files": files,
+                     "wall_time_s": meta.get("wall_time_s"), "device": meta.get("device_name", meta.get("device"))})
+    manifest = {"format": FORMAT, "profile": profile, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "runs": runs}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
+            for name, data in [("manifest.json", json.dumps(manifest, indent=1).encode())] + sorted(blobs.items()):
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), 0
+                tar.addfile(info, io.BytesIO(data))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+def _read(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(manifest, {member name: bytes}) of a bundle; BundleError when it is not a readable, whole tar."""
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            if "manifest.json" not in members:
+                raise BundleError(f"{path}: no manifest.json (not a bnopt bundle)")
+            blobs = {name: tar.extractfile(m).read() for name, m in members.items()}
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise BundleError(f"{path}: unreadable or truncated bundle ({type(e).__name__}: {e})") from None
+    try:
+        manifest = json.loads(blobs.pop("manifest.json"))
+    except ValueError as e:
+        raise BundleError(f"{path}: manifest.json is not valid JSON ({e})") from None
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{path}: bundle format {manifest.get('format')!r}; this bnopt reads format {FORMAT}")
+    return manifest, blobs
+
+
+def verify(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Check a bundle completely (see the module docstring); returns (manifest, blobs) or raises BundleError
+    naming the first run that fails and why."""
+    manifest, blobs = _read(path)
+    for run in manifest.get("runs", []):
+        k, what = run["key"], f"run {run['key']} ({run.get('description', '')})"
+        for name in FILES:
+            data = blobs.get(f"runs/{k}/{name}")
+            want = run["files"].get(name, {})
+            if data is None:
+                raise BundleError(f"{path}: {what}: {name} is missing from the bundle")
+            if len(data) != want.get("bytes") or _sha(data) != want.get("sha256"):
+                raise BundleError(f"{path}: {what}: {name} does not match the manifest (tampered or truncated)")
+        try:
+            material = json.loads(blobs[f"runs/{k}/config.json"])
+            meta = json.loads(blobs[f"runs/{k}/meta.json"])
+        except ValueError as e:
+            raise BundleError(f"{path}: {what}: unreadable JSON ({e})") from None
+        if config_hash(material) != k:
+            raise BundleError(f"{path}: {what}: its config does not hash to its key")
+        if meta.get("result_sha256") != _sha(blobs[f"runs/{k}/result.pt"]):
+            raise BundleError(f"{path}: {what}: result.pt does not match the checksum in its meta.json")
+    extra = sorted({n.split("/")[1] for n in blobs if n.startswith("runs/")} - {r["key"] for r in manifest["runs"]})
+    if extra:
+        raise BundleError(f"{path}: run(s) {', '.join(extra)} are in the archive but not in its manifest")
+    return manifest, blobs
+
+
+def install(path: str | os.PathLike, cache: RunCache | None = None) -> dict:
+    """Verify the bundle, then install its runs into the cache. {'installed': n, 'present': n}."""
+    cache = cache or RunCache()
+    manifest, blobs = verify(path)
+    cache.root.mkdir(parents=True, exist_ok=True)
+    remove_stale(cache.root, ".tmp-*")
+    counts = {"installed": 0, "present": 0}
+    for run in manifest["runs"]:
+        k = run["key"]
+        if cache.has(k):
+            counts["present"] += 1
+            continue
+        scratch = Path(tempfile.mkdtemp(dir=cache.root, prefix=f".tmp-{k}-"))
+        try:
+            for name in FILES:
+                (scratch / name).write_bytes(blobs[f"runs/{k}/{name}"])
+            try:
+                os.rename(scratch, cache.path(k))
+                counts["installed"] += 1
+            except OSError:               # another writer installed it first
+                shutil.rmtree(scratch, ignore_errors=True)
+                counts["present"] += 1
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+    return counts
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bnopt.bundle", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("export", help="pack every run a profile's chapters need")
+    ex.add_argument("--profile", required=True)
+    ex.add_argument("file")
+    im = sub.add_parser("import", help="verify a bundle and install its runs into the run cache")
+    im.add_argument("file")
+    ls = sub.add_parser("list", help="verify a bundle and list its runs")
+    ls.add_argument("file")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "export":
+            from .runs import describe
+            keys = run_keys(profile_configs(args.profile))
+            absent = [k for k in keys if not RunCache().has(k)]
+            if absent:
+                print(f"error: {len(absent)} of the {len(keys)} runs of profile {args.profile!r} are not in the cache; "
+                      f"train them first (python -m bnopt.experiments CHAPTER --profile {args.profile}):", file=sys.stderr)
+                for k in absent:
+                    print(f"  {k}  {describe(keys[k])}", file=sys.stderr)
+                return 2
+            m = export(list(keys), args.file, profile=args.profile)
+            size = Path(args.file).stat().st_size
+            print(f"[bnopt] bundle {args.file}: {len(m['runs'])} runs of profile {args.profile!r}, {size / 1e6:.1f} MB")
+        elif args.cmd == "import":
+            c = install(args.file)
+            print(f"[bnopt] bundle {args.file}: {c['installed']} runs installed, {c['present']} already present")
+        else:
+            m, _ = verify(args.file)
+            for r in m["runs"]:
+                print(f"{r['key']}  {r.get('description', '')}  ({r.get('device')}, {r.get('wall_time_s') or 0:.0f} s)")
+            print(f"[bnopt] {len(m['runs'])} runs, profile {m.get('profile')!r}, created {m.get('created')}: verified")
+    except (BundleError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

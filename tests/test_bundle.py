@@ -1,0 +1,113 @@
+"""Results bundles: a round trip installs identical cache entries; a tampered, truncated or incomplete
+bundle is refused, naming the run, and installs nothing."""
+import io
+import json
+import tarfile
+
+import pytest
+import torch
+
+from bnopt import bundle, runs
+from bnopt.cache import RunCache
+from bnopt.config import dln_config
+
+
+def tiny_runs():
+    cfgs = [dln_config(**{"optim.steps": 4, "model.norm": n, "seed": s}) for n in ("none", "batch") for s in (0, 1)]
+    return [runs.run(c)["meta"]["key"] for c in cfgs], cfgs
+
+
+def rewrite(src, dst, change):
+    """Copy the tar at src to dst, passing each (name, bytes) through change (None drops the member)."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for m in tin.getmembers():
+            out = change(m.name, tin.extractfile(m).read())
+            if out is not None:
+                info = tarfile.TarInfo(m.name)
+                info.size = len(out)
+                tout.addfile(info, io.BytesIO(out))
+
+
+def test_round_trip_installs_identical_entries(home, tmp_path):
+    keys, cfgs = tiny_runs()
+    path = tmp_path / "b.tar"
+    manifest = bundle.export(keys, path, profile="tiny")
+    assert sorted(r["key"] for r in manifest["runs"]) == sorted(keys)
+    other = RunCache(tmp_path / "other")
+    assert bundle.install(path, other) == {"installed": 4, "present": 0}
+    assert bundle.install(path, other) == {"installed": 0, "present": 4}
+    for k in keys:
+        for name in bundle.FILES:
+            assert (other.path(k) / name).read_bytes() == (RunCache().path(k) / name).read_bytes()
+        a, b = other.load(k), RunCache().load(k)
+        assert torch.equal(a["train_loss"], b["train_loss"]) and a["meta"] == b["meta"]
+    assert bundle.run_keys(cfgs) == dict(zip(keys, cfgs))           # the keys the book computes for its configs
+
+
+def test_a_tampered_truncated_or_incomplete_bundle_is_refused_and_installs_nothing(home, tmp_path):
+    keys, _ = tiny_runs()
+    good = tmp_path / "good.tar"
+    bundle.export(keys, good)
+    victim = sorted(keys)[1]
+    flip = lambda name, data: data[:-1] + bytes([data[-1] ^ 1]) if name == f"runs/{victim}/result.pt" else data
+    rewrite(good, tmp_path / "tampered.tar", flip)
+    rewrite(good, tmp_path / "dropped.tar", lambda n, d: None if n == f"runs/{victim}/meta.json" else d)
+    (tmp_path / "truncated.tar").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    other = RunCache(tmp_path / "other")
+    for name, why in (("tampered", "result.pt does not match the manifest"), ("dropped", "meta.json is missing"),
+                      ("truncated", "truncated")):
+        with pytest.raises(bundle.BundleError, match=why) as e:
+            bundle.install(tmp_path / f"{name}.tar", other)
+        if name != "truncated":
+            assert victim in str(e.value) and "dln-d25" in str(e.value)   # the run, by key and description
+        assert other.entries() == []
+    # a manifest edited to match a forged result still fails: the result no longer matches its meta checksum
+    def forge(name, data):
+        if name == f"runs/{victim}/result.pt":
+            return data[:-1] + bytes([data[-1] ^ 1])
+        if name == "manifest.json":
+            m = json.loads(data)
+            blob = flip(f"runs/{victim}/result.pt", (RunCache().path(victim) / "result.pt").read_bytes())
+            for r in m["runs"]:
+                if r["key"] == victim:
+                    r["files"]["result.pt"] = {"sha256": bundle._sha(blob), "bytes": len(blob)}
+            return json.dumps(m).encode()
+        return data
+    rewrite(good, tmp_path / "forged.tar", forge)
+    with pytest.raises(bundle.BundleError, match=f"{victim}.*checksum in its meta.json"):
+        bundle.install(tmp_path / "forged.tar", other)
+    with pytest.raises(bundle.BundleError, match="not in the cache"):
+        bundle.export(keys + ["0" * 16], tmp_path / "x.tar")
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_cli_export_lists_the_missing_runs_of_a_profile(home, tmp_path, capsys, tiny_folder, monkeypatch):
+    monkeypatch.setenv("BNOPT_DATA", str(tiny_folder))
+    assert bundle.main(["export", "--profile", "tiny", str(tmp_path / "t.tar")]) == 2
+    err = capsys.readouterr().err
+    assert "runs of profile 'tiny' are not in the cache" in err and "vgg" in err and "dln-d25" in err
+    assert not (tmp_path / "t.tar").exists()
+    assert bundle.main(["import", str(tmp_path / "nothing.tar")]) == 2
+
+
+def test_a_build_told_not_to_train_stops_before_training_and_lists_the_missing_runs(home, tiny_folder, monkeypatch):
+    """`--train no` (the default of the paper profile) lists what is missing, with a cost estimate from a saved
+    bench, and trains nothing; after the runs are imported (here: trained), the same build goes through."""
+    from bnopt import build as B
+    from bnopt.paths import repo_root
+    monkeypatch.setenv("BNOPT_DATA", str(tiny_folder))
+    root = repo_root()
+    with pytest.raises(B.BuildError, match=r"runs of profile 'tiny' are not in the run cache") as e:
+        B.train_all(root, "tiny", ["training"], train=False)
+    text = str(e.value)
+    assert "vgg16-w0.0625 norm=none lr=0.1 seed=0, 12 steps" in text and "no saved bench" in text
+    assert "TRAIN=yes" in text and "bnopt.bundle import" in text and RunCache().entries() == []
+    bench = {"settings": {"width": 0.0625, "batch_size": 16},
+             "components": {k: {"plain_step_s": 3600.0, "ratio_estimated": 1.0} for k in ("vgg", "vgg_bn")}}
+    (home / "bench").mkdir(parents=True)
+    (home / "bench" / "bench.json").write_text(json.dumps(bench))
+    with pytest.raises(B.BuildError, match=r"12 steps, about 12\.0 h on one core here"):
+        B.train_all(root, "tiny", ["training"], train=False)
+    B.train_all(root, "tiny", ["training"], train=True)
+    assert B.train_all(root, "tiny", ["training"], train=False)["trained"] == 0
+    assert "paper" in B.NO_TRAIN_BY_DEFAULT
