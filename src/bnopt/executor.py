@@ -6,7 +6,7 @@ read results (`runs.run` finds each one in the cache).
 
 Engine: `concurrent.futures.ProcessPoolExecutor` (spawn start method) with `workers` processes, each
 pinned to `threads` PyTorch threads. Any `concurrent.futures.Executor` can be passed as `executor=`
-instead; a cluster engine (submitit's executors) goes behind the same `ensure` call later.
+instead. On a cluster, `bnopt.slurm.ensure_slurm` is the same call for one Slurm job array (submitit).
 
 Why workers x 1 thread: on this project's 2-core CPU the quick VGG (1/8 width) and the 10 x 10 deep
 linear network gain little from a second thread inside one process, while two single-threaded

@@ -351,6 +351,17 @@ def main(argv=None) -> int:
                     help="PyTorch threads per worker (default: BNOPT_THREADS, else cores / workers)")
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=PYTHON_LITERAL",
                     help="override parameters, e.g. --set steps=100 'seeds=[0]'")
+    ap.add_argument("--executor", choices=("local", "slurm"), default="local",
+                    help="local: worker processes on this machine; slurm: one Slurm job array (bnopt.slurm)")
+    sl = ap.add_argument_group("slurm (with --executor slurm; the run cache must be on a shared file system)")
+    sl.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
+    sl.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per array task (default 0)")
+    sl.add_argument("--cpus-per-task", type=int, default=1, help="CPU cores per array task (default 1)")
+    sl.add_argument("--runs-per-job", type=int, default=4, help="runs packed into one array task (default 4)")
+    sl.add_argument("--time", dest="time_min", type=int, default=60, help="minutes per array task (default 60)")
+    sl.add_argument("--max-requeue", type=int, default=3, help="requeues of a timed-out or preempted task (default 3)")
+    sl.add_argument("--parallel", type=int, default=None, help="array tasks running at once (default: no limit)")
+    sl.add_argument("--slurm-folder", default="slurm-logs", help="submitit's folder for task logs and pickles")
     a = ap.parse_args(argv)
     import ast
 
@@ -371,13 +382,21 @@ def main(argv=None) -> int:
                 given[name] = value                      # a bare word: a string, coerced below
         params.update(coerce_parameters(params, given, f"chapter {a.chapter!r}"))
         configs = grid_configs(chapter_grid(a.chapter, params))
-        summary = ensure(configs, a.workers, a.threads, label=a.chapter)
+        if a.executor == "slurm":
+            from .slurm import ensure_slurm
+            summary = ensure_slurm(configs, a.slurm_folder, a.runs_per_job, threads=a.threads or a.cpus_per_task,
+                                   label=a.chapter, partition=a.partition, gpus_per_job=a.gpus_per_job,
+                                   cpus_per_task=a.cpus_per_task, time_min=a.time_min, max_requeue=a.max_requeue,
+                                   parallel=a.parallel)
+            where = f"{summary['jobs']} Slurm array task(s) (array {summary['array']})"
+        else:
+            summary = ensure(configs, a.workers, a.threads, label=a.chapter)
+            where = f"{summary['workers']} worker(s) x {summary['threads']} thread(s)"
     except (RunFailed, BuildError, ConfigError, ParameterError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"[bnopt] {a.chapter}: {summary['trained']} runs trained, {summary['cached']} cached, "
-          f"in {summary['wall_s']:.0f}s on {summary['workers']} worker(s) x {summary['threads']} thread(s)",
-          file=sys.stderr)
+          f"in {summary['wall_s']:.0f}s on {where}", file=sys.stderr)
     return 0
 
 
