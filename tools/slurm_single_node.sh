@@ -22,6 +22,7 @@ fi
 
 # munge: a key and its directories, owned by root (the daemons run as root here)
 mkdir -p /etc/munge /var/lib/munge /var/log/munge /run/munge
+chown -R root:root /etc/munge /var/lib/munge /var/log/munge /run/munge
 [[ -s /etc/munge/munge.key ]] || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
 chmod 400 /etc/munge/munge.key
 chmod 755 /run/munge
@@ -55,8 +56,8 @@ SchedulerType=sched/backfill
 NodeName=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
-# cgroup.conf is read even with cgroups off in some versions: keep it harmless
-echo "CgroupPlugin=disabled" > /etc/slurm/cgroup.conf 2>/dev/null || true
+# no cgroup.conf: Slurm 22.05 (Debian 12) has no "disabled" cgroup plugin, and without the file
+# slurmd starts with proctrack/linuxproc and task/none
 
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd
