@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .cache import RunCache, remove_stale
 from .config import canonical_json, config_hash
+from .data import DataError
 
 FORMAT = 1
 FILES = ("config.json", "meta.json", "result.pt")
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
             for r in m["runs"]:
                 print(f"{r['key']}  {r.get('description', '')}  ({r.get('device')}, {r.get('wall_time_s') or 0:.0f} s)")
             print(f"[bnopt] {len(m['runs'])} runs, profile {m.get('profile')!r}, created {m.get('created')}: verified")
-    except (BundleError, ValueError) as e:
+    except (BundleError, ValueError, DataError) as e:     # export needs the data for the runs' fingerprints
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
