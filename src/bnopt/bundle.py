@@ -101,6 +101,9 @@ def export(keys: list[str], path: str | os.PathLike, cache: RunCache | None = No
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime = len(data), 0
                 tar.addfile(info, io.BytesIO(data))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)              # mkstemp's 0600 would keep the bundle private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
