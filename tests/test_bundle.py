@@ -70,7 +70,7 @@ def test_a_tampered_truncated_or_incomplete_bundle_is_refused_and_installs_nothi
             blob = flip(f"runs/{victim}/result.pt", (RunCache().path(victim) / "result.pt").read_bytes())
             for r in m["runs"]:
                 if r["key"] == victim:
-                    r["files"]["result.pt"] = {"sha256": bundle._sha(blob), "bytes": len(blob)}
+                    r["files"]["result.pt"] = {"sha256": bundle._sha256(blob), "bytes": len(blob)}
             return json.dumps(m).encode()
         return data
     rewrite(good, tmp_path / "forged.tar", forge)

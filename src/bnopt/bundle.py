@@ -19,20 +19,19 @@ import beside a running build is safe. Runs already in the cache are left as the
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
-import shutil
 import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-from .cache import RunCache, remove_stale
-from .config import canonical_json, config_hash
+from .cache import RunCache, _sha256
+from .config import config_hash
 from .data import DataError
+from .executor import run_keys
 
 FORMAT = 1
 FILES = ("config.json", "meta.json", "result.pt")
@@ -42,34 +41,11 @@ class BundleError(ValueError):
     """The bundle is unreadable, incomplete or does not match its manifest; the message names the run."""
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def profile_configs(profile: str) -> list:
-    """The distinct run configurations of every chapter with runs at `profile` (the book's own grids)."""
+    """The run configurations of every chapter with runs at `profile` (the book's own grids)."""
     from . import experiments as E
-    seen, out = set(), []
-    for chapter in sorted(E.GRIDS):
-        for cfg in E.grid_configs(E.chapter_grid(chapter, E.chapter_parameters(chapter, profile))):
-            text = canonical_json(cfg.to_dict())
-            if text not in seen:
-                seen.add(text)
-                out.append(cfg)
-    return out
-
-
-def run_keys(configs: list) -> dict[str, object]:
-    """{cache key: config} for `configs` (the data are prepared once per dataset for its fingerprint)."""
-    from .runs import get_task
-    from .train import resolve_device
-    device, fingerprints, out = resolve_device(), {}, {}
-    for cfg in configs:
-        data = canonical_json(cfg.data.__dict__)
-        if data not in fingerprints:
-            fingerprints[data] = get_task(cfg, device).fingerprint
-        out[RunCache.key({"config": cfg.key_dict(), "data_fingerprint": fingerprints[data]})] = cfg
-    return out
+    return [cfg for chapter in sorted(E.GRIDS)
+            for cfg in E.grid_configs(E.chapter_grid(chapter, E.chapter_parameters(chapter, profile)))]
 
 
 def export(keys: list[str], path: str | os.PathLike, cache: RunCache | None = None, profile: str = "") -> dict:
@@ -86,7 +62,7 @@ def export(keys: list[str], path: str | os.PathLike, cache: RunCache | None = No
         for name in FILES:
             data = (cache.path(k) / name).read_bytes()
             blobs[f"runs/{k}/{name}"] = data
-            files[name] = {"sha256": _sha(data), "bytes": len(data)}
+            files[name] = {"sha256": _sha256(data), "bytes": len(data)}
         meta = json.loads(blobs[f"runs/{k}/meta.json"])
         runs.append({"key": k, "description": meta.get("description", ""), "files": files,
                      "wall_time_s": meta.get("wall_time_s"), "device": meta.get("device_name", meta.get("device"))})
@@ -141,7 +117,7 @@ def verify(path: str | os.PathLike) -> tuple[dict, dict]:
             want = run["files"].get(name, {})
             if data is None:
                 raise BundleError(f"{path}: {what}: {name} is missing from the bundle")
-            if len(data) != want.get("bytes") or _sha(data) != want.get("sha256"):
+            if len(data) != want.get("bytes") or _sha256(data) != want.get("sha256"):
                 raise BundleError(f"{path}: {what}: {name} does not match the manifest (tampered or truncated)")
         try:
             material = json.loads(blobs[f"runs/{k}/config.json"])
@@ -150,7 +126,7 @@ def verify(path: str | os.PathLike) -> tuple[dict, dict]:
             raise BundleError(f"{path}: {what}: unreadable JSON ({e})") from None
         if config_hash(material) != k:
             raise BundleError(f"{path}: {what}: its config does not hash to its key")
-        if meta.get("result_sha256") != _sha(blobs[f"runs/{k}/result.pt"]):
+        if meta.get("result_sha256") != _sha256(blobs[f"runs/{k}/result.pt"]):
             raise BundleError(f"{path}: {what}: result.pt does not match the checksum in its meta.json")
     extra = sorted({n.split("/")[1] for n in blobs if n.startswith("runs/")} - {r["key"] for r in manifest["runs"]})
     if extra:
@@ -162,27 +138,11 @@ def install(path: str | os.PathLike, cache: RunCache | None = None) -> dict:
     """Verify the bundle, then install its runs into the cache. {'installed': n, 'present': n}."""
     cache = cache or RunCache()
     manifest, blobs = verify(path)
-    cache.root.mkdir(parents=True, exist_ok=True)
-    remove_stale(cache.root, ".tmp-*")
     counts = {"installed": 0, "present": 0}
     for run in manifest["runs"]:
         k = run["key"]
-        if cache.has(k):
-            counts["present"] += 1
-            continue
-        scratch = Path(tempfile.mkdtemp(dir=cache.root, prefix=f".tmp-{k}-"))
-        try:
-            for name in FILES:
-                (scratch / name).write_bytes(blobs[f"runs/{k}/{name}"])
-            try:
-                os.rename(scratch, cache.path(k))
-                counts["installed"] += 1
-            except OSError:               # another writer installed it first
-                shutil.rmtree(scratch, ignore_errors=True)
-                counts["present"] += 1
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
+        new = not cache.has(k) and cache.write_entry(k, {name: blobs[f"runs/{k}/{name}"] for name in FILES})
+        counts["installed" if new else "present"] += 1
     return counts
 
 

@@ -167,23 +167,32 @@ class RunCache:
         torch.save({"__packed__": structure, "buffers": buffers}, buf)
         blob = buf.getvalue()
         meta = {**meta, "key": key, "result_sha256": _sha256(blob)}
+        files = {"config.json": json.dumps(key_material, indent=2, sort_keys=True).encode(), "result.pt": blob,
+                 "meta.json": json.dumps(meta, indent=2, sort_keys=True).encode()}
+        if not self.write_entry(key, files):
+            return json.loads((self.path(key) / "meta.json").read_text())
+        return meta
+
+    def write_entry(self, key: str, files: dict[str, bytes]) -> bool:
+        """Write an entry's files {name: bytes} atomically (scratch folder, then one rename). True when this
+        call created the entry, False when it already existed (the first writer wins; the copy is dropped)."""
+        self.root.mkdir(parents=True, exist_ok=True)
         remove_stale(self.root, ".tmp-*")
         scratch = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{key}-"))
         try:
-            (scratch / "config.json").write_text(json.dumps(key_material, indent=2, sort_keys=True))
-            (scratch / "result.pt").write_bytes(blob)
-            (scratch / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+            for name, data in files.items():
+                (scratch / name).write_bytes(data)
             try:
                 os.rename(scratch, self.path(key))   # fails if the key exists: the first writer wins
             except OSError:
                 if not self.has(key):
                     raise
                 shutil.rmtree(scratch, ignore_errors=True)
-                return json.loads((self.path(key) / "meta.json").read_text())
+                return False
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
-        return meta
+        return True
 
     def entries(self) -> list[str]:
         return sorted(p.name for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))

@@ -145,6 +145,10 @@ class ProbeSpec:
         """
         return range(self.start, total, self.every)
 
+    def due(self, step: int) -> bool:
+        """Whether step `step` is measured (the membership test of `steps`, without a run length)."""
+        return step >= self.start and (step - self.start) % self.every == 0
+
 
 # Fields added after cache version 2, left out of the cache key while at these defaults (RunConfig.key_dict).
 KEY_DEFAULTS = (("probes", "start", 0), ("data", "eval_test", True))

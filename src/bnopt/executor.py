@@ -109,24 +109,33 @@ def local_pool(workers: int, threads: int) -> ProcessPoolExecutor:
                                initializer=_init_worker, initargs=(threads,))
 
 
-def missing(configs: list[RunConfig]) -> list[RunConfig]:
-    """The distinct configs that the run cache does not hold yet (data is prepared once, here)."""
+def run_keys(configs: list[RunConfig]) -> dict[str, RunConfig]:
+    """{cache key: config} of the distinct configs, in order (the data are prepared once per dataset, for
+    its fingerprint)."""
     from .cache import RunCache
     from .runs import get_task
     from .train import resolve_device
 
-    cache, device, seen, out, fingerprints = RunCache(), resolve_device(), set(), [], {}
+    device, fingerprints, out = resolve_device(), {}, {}
     for cfg in configs:
-        text = canonical_json(cfg.to_dict())
-        if text in seen:
-            continue
-        seen.add(text)
         data = canonical_json(cfg.data.__dict__)
         if data not in fingerprints:        # one load per dataset, not per run
             fingerprints[data] = get_task(cfg, device).fingerprint
-        if not cache.has(cache.key({"config": cfg.key_dict(), "data_fingerprint": fingerprints[data]})):
-            out.append(cfg)
+        out.setdefault(RunCache.key({"config": cfg.key_dict(), "data_fingerprint": fingerprints[data]}), cfg)
     return out
+
+
+def plan(configs: list[RunConfig]) -> tuple[list[RunConfig], int]:
+    """(the distinct configs the run cache lacks, how many distinct configs it already holds)."""
+    from .cache import RunCache
+    cache, keys = RunCache(), run_keys(configs)
+    todo = [cfg for k, cfg in keys.items() if not cache.has(k)]
+    return todo, len(keys) - len(todo)
+
+
+def missing(configs: list[RunConfig]) -> list[RunConfig]:
+    """The distinct configs that the run cache does not hold yet."""
+    return plan(configs)[0]
 
 
 class RunsMissing(RuntimeError):
@@ -143,10 +152,9 @@ def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | 
     {'trained': n, 'cached': n, 'wall_s': s, 'workers': w, 'threads': t}. Raises RunFailed naming
     every failed config (the others still finish and stay cached), and RunsMissing (before anything
     trains) when runs are missing and `train` is False."""
-    todo = missing(configs)
+    todo, n_cached = plan(configs)
     if todo and not train:
         raise RunsMissing(todo)
-    n_cached = len({canonical_json(c.to_dict()) for c in configs}) - len(todo)
     workers = workers or default_workers()
     threads = threads or default_threads(workers)
     summary = {"trained": len(todo), "cached": n_cached, "wall_s": 0.0, "workers": workers,

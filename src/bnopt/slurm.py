@@ -4,7 +4,7 @@
         --partition gpu --gpus-per-job 1 --runs-per-job 6 --time 120 --slurm-folder slurm-logs
 
 `ensure_slurm(configs)` is `executor.ensure` for a cluster: the runs the cache lacks (the same
-`executor.missing`) are packed `runs_per_job` to an array task, longest first and dealt out in turn so
+`executor.plan`) are packed `runs_per_job` to an array task, longest first and dealt out in turn so
 that the tasks take about as long as each other, and submitted as ONE job array (`map_array`), so the
 scheduler sees one submission, not hundreds. Each task trains its runs one after another into the run
 cache, which must be on a file system every node sees (`BNOPT_HOME`, default `<repo>/data`): entries
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import submitit
 
-from .config import RunConfig, canonical_json
-from .executor import RunFailed, _run_one, estimated_cost, missing
+from .config import RunConfig
+from .executor import RunFailed, _run_one, estimated_cost, missing, plan
 from .progress import message
 
 
@@ -83,8 +83,7 @@ def ensure_slurm(configs: list[RunConfig], folder: str | os.PathLike = "slurm-lo
     `slurm_executor` (partition, gpus_per_job, cpus_per_task, time_min, max_requeue, parallel). Returns
     {'trained': n, 'cached': n, 'wall_s': s, 'jobs': n, 'array': job id}."""
     from .paths import data_home
-    todo = missing(configs)
-    n_cached = len({canonical_json(c.to_dict()) for c in configs}) - len(todo)
+    todo, n_cached = plan(configs)
     summary = {"trained": len(todo), "cached": n_cached, "wall_s": 0.0, "jobs": 0, "array": None}
     if not todo:
         return summary

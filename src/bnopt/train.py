@@ -154,7 +154,7 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
     for t in range(steps):
         x, y = sampler.batch(task.train)
         for spec, probe in probes:
-            if t >= spec.start and (t - spec.start) % spec.every == 0:
+            if spec.due(t):
                 ctx = ProbeContext(t, model, x, y, opt, loss_fn)
                 probe_records[spec.name].append({"step": t, "data": probe(ctx)})
         loss, out = sgd_step(model, opt, loss_fn, x, y, autocast)
