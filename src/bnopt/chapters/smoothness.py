@@ -535,7 +535,7 @@ def loglog_slope(x, y) -> float:
         ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
     if ok.sum() < 2 or np.ptp(np.log(x[ok])) == 0:
         return float("nan")
-    return float(round(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0], 12))
+    return float(round(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0], 12)) + 0.0   # + 0.0: never -0.0
 
 
 def lr_levels(results: dict, kind: str, n: str, lrs: list) -> dict:
