@@ -63,3 +63,19 @@ def test_build_log_gives_the_latest_cold_and_warm(tmp_path, monkeypatch):
     assert tables["build"].splitlines()[2].startswith("| this build (so far) | now | 0 / 9 | 3 | 2 |")
     assert "| `vgg` | 4.00 | 40.0 | 100.0 | 40 % |" in tables["flops"]
     assert "13.5 (N = 2)" in tables["throughput"] and "1.50×" in tables["throughput"]
+
+
+def test_run_throughput_reads_each_cached_run_against_the_peak_of_its_precision(home):
+    """FLOP per step from the closed form of a deep linear network; achieved FLOP/s = FLOP per step x steps / wall."""
+    from bnopt import runs
+    from bnopt.bench import run_throughput
+    from bnopt.config import dln_config
+    L, d, N = 4, 10, 100
+    cfg = dln_config(**{"model.depth": L, "model.dim": d, "data.dln_samples": N, "optim.batch_size": N,
+                        "optim.steps": 5})
+    meta = runs.run(cfg)["meta"]
+    (row,) = run_throughput({"fp32": 1e9, "tf32": 1e12})
+    assert row["key"] == meta["key"] and row["steps"] == 5 and row["wall_s"] == meta["wall_time_s"]
+    assert row["flop_per_step"] == 2 * N * d ** 2 * (3 * L - 1)
+    assert row["achieved_flop_s"] == pytest.approx(row["flop_per_step"] * 5 / meta["wall_time_s"])
+    assert row["fraction_of_peak"] == pytest.approx(row["achieved_flop_s"] / 1e9)      # a CPU run: the fp32 peak

@@ -166,3 +166,69 @@ def test_bad_chapter_jobs_names_what_is_allowed(monkeypatch, value):
     monkeypatch.setenv("BNOPT_CHAPTER_JOBS", value)
     with pytest.raises(B.BuildError, match="allowed: an integer >= 1"):
         B.chapter_jobs()
+
+
+def test_a_chapter_whose_runs_are_missing_or_lack_the_weights_it_reads_falls_back(home, tmp_path, monkeypatch):
+    """plan_profiles: at a profile not trained here, a chapter executes there only when the run cache holds all
+    its runs (and, for the chapters that rebuild trained networks, their final weights); the others fall back."""
+    from bnopt import bundle, runs
+    from bnopt.cache import RunCache
+    from bnopt.config import dln_config
+    from bnopt.experiments import READS_WEIGHTS
+    cfg = lambda seed, **kw: dln_config(**{"optim.steps": 3, "seed": seed, **kw})
+    kept = cfg(0, save_state=True)
+    k = runs.run(kept)["meta"]["key"]
+    bundle.export([k], tmp_path / "nw.tar", weights=False)
+    runs.run(cfg(1))                                           # cached; cfg(2) is not
+    grids = {"training": [kept, cfg(1)], "bn_math": [kept], "smoothness": [cfg(1), cfg(2)]}
+    monkeypatch.setattr(B, "chapter_configs", lambda stem, profile: grids.get(stem, []) if profile == "paper" else [])
+    stems = ["training", "bn_math", "smoothness", "cost"]
+    assert B.plan_profiles("paper", stems, None) == ({s: "paper" for s in stems}, {})
+    assert B.plan_profiles("paper", stems, "quick") == (
+        {"training": "paper", "bn_math": "paper", "smoothness": "quick", "cost": "paper"},
+        {"smoothness": "at `paper`, 1 of its 2 runs are not in the run cache"})
+    import shutil
+    shutil.rmtree(RunCache().path(k))                          # now the entry comes from the bundle, weightless
+    bundle.install(tmp_path / "nw.tar")
+    at, why = B.plan_profiles("paper", stems, "quick")
+    assert "bn_math" in READS_WEIGHTS and "training" not in READS_WEIGHTS
+    assert at == {"training": "paper", "bn_math": "quick", "smoothness": "quick", "cost": "paper"}
+    assert why["bn_math"] == "at `paper`, 1 runs came without the final weights it reads"
+    status = B.run_status({s: grids[s] for s in ("training", "smoothness")})
+    assert status["training"]["runs"] == 2 and status["training"]["devices"] == {"cpu": 2}
+    assert [c.seed for c in status["smoothness"]["missing"]] == [2] and status["training"]["weightless"] == []
+    table = B.scale_table(at, status, why)
+    assert "| {doc}`smoothness` | `quick` (at `paper`, 1 of its 2 runs are not in the run cache) | 2 | cpu (1) |" in table
+    # where nothing falls back, such runs stop the build before any chapter executes, naming them
+    monkeypatch.setattr(B, "train_all", lambda root, prof, st, train: {
+        "trained": 0, "cached": 1, "workers": 1, "threads": 1, "chapters": B.run_status({"bn_math": grids["bn_math"]})})
+    monkeypatch.setattr(B, "execute_chapter", lambda *a, **k: pytest.fail("a chapter executed"))
+    with pytest.raises(B.BuildError, match=r"without their final weights .* bn_math at profile 'tiny': dln-d25 norm=none"):
+        B.stage_book(ROOT, tmp_path / "stage", "tiny")
+
+
+def test_chapters_at_two_profiles_execute_each_under_its_own(home, monkeypatch, tmp_path):
+    """A fallback build: each group of chapters executes with its profile's parameters and BNOPT_PROFILE, the
+    cost and ledger chapters name the mix, and the stage's scale table (on the front page) lists every chapter."""
+    log = _fake_chapters(monkeypatch, tmp_path)
+    monkeypatch.setenv("BNOPT_PROFILE", "unset")                # restored after the test
+    seen = {}
+    monkeypatch.setattr(B, "execute_chapter", lambda nb, out, params, cwd=None: (
+        seen.__setitem__(nb.stem, (B.os.environ["BNOPT_PROFILE"], params)), out.write_text("{}"), 0.0)[-1])
+    stems = [nb.stem for nb in CHAPTERS]
+    at = {s: "quick" if s == "smoothness" else "paper" for s in stems}
+    monkeypatch.setattr(B, "plan_profiles", lambda profile, st, fallback: (
+        (at, {"smoothness": "at `paper`, 3 of its 9 runs are not in the run cache"}) if fallback else
+        ({s: profile for s in st}, {})))
+    trained = []
+    monkeypatch.setattr(B, "train_all", lambda root, prof, st, train: (trained.append((prof, st, train)) or
+                        {"trained": 0, "cached": 0, "workers": 1, "threads": 1}))
+    B.stage_book(ROOT, tmp_path / "stage", "paper", train=False, fallback="quick", fallback_train=True)
+    assert log == [] and trained == [("paper", [s for s in stems if s != "smoothness"], False),
+                                     ("quick", ["smoothness"], True)]
+    quick, paper = B.profile_parameters(ROOT, "quick"), B.profile_parameters(ROOT, "paper")
+    assert seen["smoothness"] == ("quick", quick["smoothness"]) and seen["training"] == ("paper", paper["training"])
+    assert seen["ledger"][0] == "paper (smoothness at quick)"
+    table = (tmp_path / "stage" / B.SCALE_FILE).read_text()
+    assert [line.split("`")[1] for line in table.splitlines()[2:]] == stems
+    assert "| {doc}`smoothness` | `quick` (at `paper`, 3 of its 9 runs" in table

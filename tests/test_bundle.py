@@ -111,3 +111,59 @@ def test_a_build_told_not_to_train_stops_before_training_and_lists_the_missing_r
     B.train_all(root, "tiny", ["training"], train=True)
     assert B.train_all(root, "tiny", ["training"], train=False)["trained"] == 0
     assert "paper" in B.NO_TRAIN_BY_DEFAULT
+
+
+def test_a_bundle_without_weights_keeps_every_record_and_names_the_run_when_weights_are_asked_for(home, tmp_path):
+    from bnopt.train import WeightsMissing, model_of
+    cfg = dln_config(**{"optim.steps": 4, "model.norm": "batch", "save_state": True})
+    plain = dln_config(**{"optim.steps": 4, "model.norm": "none"})
+    r, p = runs.run(cfg), runs.run(plain)
+    k, kp = r["meta"]["key"], p["meta"]["key"]
+    assert r["state_dict"] is not None and p["state_dict"] is None
+    m = bundle.export([k, kp], tmp_path / "nw.tar", weights=False)
+    assert m["weights"] is False and {x["key"]: x["weights_dropped"] for x in m["runs"]} == {k: True, kp: False}
+    bundle.export([k, kp], tmp_path / "w.tar")
+    assert (tmp_path / "nw.tar").stat().st_size < (tmp_path / "w.tar").stat().st_size
+    other = RunCache(tmp_path / "other")
+    assert bundle.install(tmp_path / "nw.tar", other) == {"installed": 2, "present": 0}
+    got = other.load(k)
+    assert got["state_dict"] is None and got["meta"]["weights_dropped"] is True
+    assert torch.equal(got["train_loss"], r["train_loss"]) and got["probes"].keys() == r["probes"].keys()
+    assert json.loads((other.path(k) / "config.json").read_text()) == \
+        json.loads((RunCache().path(k) / "config.json").read_text())                # same key material
+    for name in bundle.FILES:                       # a run without weights is exported as it is
+        assert (other.path(kp) / name).read_bytes() == (RunCache().path(kp) / name).read_bytes()
+    with pytest.raises(WeightsMissing, match=rf"run {k} \(dln-d\d+ norm=batch .*\) has no final weights: it was "
+                                             r"imported from a results bundle exported without weights"):
+        model_of(cfg, got)
+    with pytest.raises(WeightsMissing, match=r"save_state: false"):
+        model_of(plain, p)
+    trained = model_of(cfg, r)                      # with weights: the trained network
+    assert all(torch.equal(v, r["state_dict"][n]) for n, v in trained.state_dict().items())
+
+
+def test_cli_export_without_weights(home, tmp_path, capsys, monkeypatch):
+    cfg = dln_config(**{"optim.steps": 4, "model.norm": "batch", "save_state": True})
+    runs.run(cfg)
+    monkeypatch.setattr(bundle, "profile_configs", lambda profile: [cfg])
+    assert bundle.main(["export", "--profile", "tiny", "--no-weights", str(tmp_path / "t.tar")]) == 0
+    assert "the final weights of 1 runs left out" in capsys.readouterr().out
+    assert bundle.verify(tmp_path / "t.tar")[0]["weights"] is False
+    other = dln_config(**{"optim.steps": 4, "seed": 7})               # not trained: --partial exports the rest
+    monkeypatch.setattr(bundle, "profile_configs", lambda profile: [cfg, other])
+    assert bundle.main(["export", "--profile", "tiny", str(tmp_path / "p.tar")]) == 2
+    assert "or export the others with --partial" in capsys.readouterr().err and not (tmp_path / "p.tar").exists()
+    assert bundle.main(["export", "--profile", "tiny", "--partial", str(tmp_path / "p.tar")]) == 0
+    assert "warning: 1 of the 2 runs" in capsys.readouterr().err
+    assert [r["description"] for r in bundle.verify(tmp_path / "p.tar")[0]["runs"]] == [runs.describe(cfg)]
+
+
+def test_committed_results_stay_under_the_size_cap_and_verify():
+    """results/<profile>/*.tar: every committed bundle verifies, leaves the weights out, and all of them together
+    stay under the README's cap of 25 MB."""
+    from bnopt.paths import repo_root
+    bundles = sorted((repo_root() / "results").glob("*/*.tar"))
+    assert sum(b.stat().st_size for b in bundles) <= 25e6
+    for b in bundles:
+        manifest, _ = bundle.verify(b)
+        assert manifest["profile"] == b.parent.name and manifest["weights"] is False, b

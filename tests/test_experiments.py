@@ -105,3 +105,19 @@ def test_weight_decay_runs_probe_at_the_reference_steps_and_are_checked():
     for bad in ({"wd_seeds": [7]}, {"wd_steps": params["steps"] + 1}, {"weight_decay": -1e-4}):
         with pytest.raises(ValueError, match="the weight-decay runs; allowed"):
             E.chapter_grid("smoothness", {**params, **bad})
+
+
+def test_reads_weights_names_exactly_the_chapters_that_rebuild_trained_networks():
+    """experiments.READS_WEIGHTS (which chapters a bundle without weights cannot serve) against the code: the
+    chapter modules that call train.model_of(cfg, result), i.e. with a second argument."""
+    import ast
+    from pathlib import Path
+
+    import bnopt.chapters
+    from bnopt.experiments import GRIDS, READS_WEIGHTS
+    calls = set()
+    for path in Path(bnopt.chapters.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "model_of" and len(node.args) >= 2:
+                calls.add(path.stem)
+    assert calls == set(READS_WEIGHTS) and calls <= set(GRIDS)

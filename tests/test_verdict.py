@@ -94,7 +94,8 @@ def test_record_load_and_ledger(tmp_path):
     recs = claims.load(tmp_path)
     assert set(recs) == {"fig4_beta", "lemma45"}
     assert claims.counts(recs) == {"reproduced": 1, "statement incorrect": 1}
-    assert claims.summary_line(recs).startswith("2 claims measured: 1 reproduced, 1 statement incorrect")
+    assert claims.summary_line(recs).startswith("2 claims measured: 1 reproduced, 0 partly, 0 not reproduced, "
+                                                "0 not testable at this scale, 1 statement incorrect")
     rows = claims.ledger_rows(recs)
     assert len(rows) == len(claims.CLAIMS)
     by_text = {r[0]: r for r in rows}

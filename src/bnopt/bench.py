@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig
+from .config import RunConfig, canonical_json
 from .data import Split, Task
 from .experiments import (DLN_ETA_MULTIPLES, DLN_RIDGE_LAYERS, VGG_ETA_MULTIPLES, VGG_RIDGE_LAYERS, at_lr, book_probes,
                           chapter_parameters, dln_config, vgg_config)
@@ -58,18 +58,27 @@ KINDS = {  # name -> (arch family, normalization)
 # The machine
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
+    cpu, vendor = platform.processor() or "", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and not cpu:
                 cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("vendor_id") and not vendor:
+                vendor = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+    return {"cpu": cpu, "vendor": vendor, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "mkldnn": torch.backends.mkldnn.is_available()}
+
+
+def numerics() -> str:
+    """What sets a CPU run's rounding, beyond its config and thread count: the CPU vendor and the vector ISA that
+    PyTorch's kernels use, and the PyTorch build. Two machines that differ here follow different SGD trajectories
+    from the same seed (seed-to-seed noise in every aggregate), e.g. 'AuthenticAMD AVX2, torch 2.14.1+cu130'."""
+    m = machine()
+    return f"{m['vendor'] or 'unknown vendor'} {m['cpu_capability']}, torch {m['torch']}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -122,7 +131,11 @@ def synthetic_task(cfg: RunConfig) -> Task:
 def _setup(kind: str, s: dict, seed: int = 0):
     """The kind's config, a fresh model in training mode, synthetic data, SGD, a batch sampler and
     the loss: what one training step needs."""
-    cfg = kind_config(kind, s)
+    return setup_step(kind_config(kind, s), seed)
+
+
+def setup_step(cfg: RunConfig, seed: int = 0):
+    """(cfg, model in training mode, synthetic task, SGD, batch sampler, loss) for one training step of `cfg`."""
     torch.manual_seed(seed)
     model = build_model(cfg.model).train()
     task = synthetic_task(cfg)
@@ -228,13 +241,50 @@ def measured_ratio(kind: str, s: dict, steps: int) -> dict:
 # (b) achieved FLOP/s against a measured peak
 
 def flops_of_step(kind: str, s: dict) -> dict:
+    return {"kind": kind, "flops_per_step": step_flops(kind_config(kind, s))}
+
+
+def step_flops(cfg: RunConfig) -> int:
+    """Floating-point operations of one plain training step (forward and backward) of `cfg`'s network at its batch
+    size, as torch.utils.flop_counter counts them (matrix products and convolutions), on synthetic data. A deep linear
+    network of L square layers of width d on N points: 2·N·d² per product, L forward, L weight gradients and L-1 input
+    gradients (the first layer's input needs none):
+
+    >>> from bnopt.config import dln_config
+    >>> L, d, N = 5, 10, 100
+    >>> step_flops(dln_config(**{"model.depth": L, "model.dim": d, "data.dln_samples": N, "optim.batch_size": N}))
+    280000
+    >>> 2 * N * d**2 * (3 * L - 1)
+    280000
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    _, model, task, opt, sampler, loss_fn = _setup(kind, s)
+    _, model, task, opt, sampler, loss_fn = setup_step(cfg)
     x, y = sampler.batch(task.train)
     with FlopCounterMode(display=False) as fc:
         sgd_step(model, opt, loss_fn, x, y)
-    return {"kind": kind, "flops_per_step": fc.get_total_flops()}
+    return fc.get_total_flops()
+
+
+def run_throughput(peaks: dict, cache=None) -> list[dict]:
+    """One row per run in the cache: steps, wall time, FLOP per plain step (`step_flops`), the FLOP/s the run
+    achieved (probes and evaluations count in its wall time, not in its FLOP) and that as a fraction of the
+    measured peak for its precision (`peaks`: {'fp32': FLOP/s, 'tf32': FLOP/s}; a CPU computes fp32 whatever the
+    precision)."""
+    from .cache import RunCache
+    cache, per_shape, rows = cache or RunCache(), {}, []
+    for k in cache.entries():
+        meta = json.loads((cache.path(k) / "meta.json").read_text())
+        cfg = RunConfig.from_dict(json.loads((cache.path(k) / "config.json").read_text())["config"])
+        shape = canonical_json([cfg.model.__dict__, cfg.optim.batch_size, cfg.data.dln_samples])
+        if shape not in per_shape:
+            per_shape[shape] = step_flops(cfg)
+        achieved = per_shape[shape] * cfg.optim.steps / meta["wall_time_s"]
+        peak = peaks["fp32" if cfg.precision == "fp32" or meta.get("device") == "cpu" else "tf32"]
+        rows.append({"key": k, "run": meta.get("description"), "device": meta.get("device_name"),
+                     "steps": cfg.optim.steps, "wall_s": meta["wall_time_s"], "flop_per_step": per_shape[shape],
+                     "achieved_flop_s": achieved, "fraction_of_peak": achieved / peak})
+    return rows
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:

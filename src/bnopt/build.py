@@ -197,10 +197,18 @@ def executing_dir(stage: Path) -> Path:
     return stage.parent / f".{stage.name}-executing"
 
 
-def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = None, train: bool = True) -> dict:
-    """Mirror book/ into the staging tree, executing the chapters. Returns {chapter: seconds}."""
+def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = None, train: bool = True,
+               fallback: str | None = None, fallback_train: bool = True) -> dict:
+    """Mirror book/ into the staging tree, executing the chapters. Returns {chapter: seconds}.
+
+    The results bundles under results/<profile>/ are imported first. With train=False and a `fallback`
+    profile, a chapter whose runs are not all in the run cache executes at `fallback` (its runs trained
+    there when `fallback_train`); the stage's SCALE_FILE, on the front page, says which chapter is at which
+    profile."""
     stage = Path(stage).resolve()
-    params = profile_parameters(root, profile)
+    params = {profile: profile_parameters(root, profile)}
+    if fallback and fallback != profile:
+        params[fallback] = profile_parameters(root, fallback)
     valid = [nb.stem for nb in chapters(root)]
     unknown = sorted(set(only or []) - set(valid))
     if unknown:
@@ -226,10 +234,28 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     timings = {}
     record = BuildRecord(stage, profile)
     t0 = time.perf_counter()
-    summary = train_all(root, profile, [nb.stem for nb in selected], train)
+    import_results(root, profile)
+    at, why = plan_profiles(profile, [nb.stem for nb in selected], None if train else fallback)
+    summaries = [train_all(root, prof, [s for s in at if at[s] == prof], train if prof == profile else fallback_train)
+                 for prof in dict.fromkeys([profile, *at.values()])]
     timings["runs"] = time.perf_counter() - t0
-    record.update(runs=timings["runs"], runs_trained=summary["trained"], runs_cached=summary["cached"],
-                  workers=summary["workers"], threads=summary["threads"])
+    record.update(runs=timings["runs"], **{f"runs_{k}": sum(x[k] for x in summaries) for k in ("trained", "cached")},
+                  workers=summaries[0]["workers"], threads=summaries[0]["threads"], chapter_profiles=at)
+    status = {k: v for x in summaries for k, v in x.get("chapters", {}).items()}
+    weightless = {s: st["weightless"] for s, st in status.items() if st["weightless"]}
+    if weightless:                                 # cached, so not retrained: the chapter would fail on them
+        raise BuildError("the run cache holds runs without their final weights (imported from a bundle exported with "
+                         "--no-weights), and these chapters rebuild trained networks from them: " + "; ".join(
+                             f"{s} at profile {at[s]!r}: {', '.join(describe_runs(c))}" for s, c in weightless.items())
+                         + ". Import a bundle with weights, or remove those entries from the run cache to retrain them.")
+    unselected = [nb.stem for nb in chapters(root) if nb not in selected]
+    if unselected:                                 # staged by an earlier build: described at this profile
+        status.update(run_status({s: cs for s in unselected if (cs := chapter_configs(s, profile))}))
+    write_text_atomic(stage / SCALE_FILE, scale_table({nb.stem: at.get(nb.stem, profile) for nb in chapters(root)},
+                                                      status, why) + "\n")
+    if why:
+        message(f"chapters at profile {fallback!r} instead of {profile!r}: "
+                + "; ".join(f"{s} ({w})" for s, w in why.items()))
     for nb in selected:
         claims.clear(stage, nb.stem)               # its ledger rows are written anew as it executes
     lock, failed = threading.Lock(), threading.Event()
@@ -237,9 +263,10 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     def execute(nb: Path) -> None:
         if failed.is_set():                        # a chapter failed: start no other
             return
-        message(f"executing chapter {nb.stem} (profile {profile}, parameters {params[nb.stem]})")
+        prof = at[nb.stem]
+        message(f"executing chapter {nb.stem} (profile {prof}, parameters {params[prof][nb.stem]})")
         try:
-            seconds = execute_chapter(nb, stage / nb.name, params[nb.stem], cwd=stage)
+            seconds = execute_chapter(nb, stage / nb.name, params[prof][nb.stem], cwd=stage)
         except BaseException:
             failed.set()
             raise
@@ -248,7 +275,6 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
             record.update(chapters={**record.data.get("chapters", {}), nb.stem: seconds})
         message(f"chapter {nb.stem} done in {seconds:.0f}s")
 
-    together = [nb for nb in selected if nb.stem not in ALONE]
     t0 = time.perf_counter()
     # papermill starts each kernel inside `chdir(cwd)`, which changes this whole process's folder and
     # restores it on exit: with chapters side by side, one chapter's restore would move the next kernel
@@ -257,11 +283,16 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
         jobs = chapter_jobs()
         # one OpenMP/MKL thread per kernel side by side, so that they do not oversubscribe the cores
         threads = {k: str(max(1, (os.cpu_count() or 1) // jobs)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-        with mock.patch.dict(os.environ, threads if jobs > 1 else {}), ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(execute, nb) for nb in together]
-            for f in as_completed(futures):
-                f.result()                         # the first failure stops the build (no other starts)
+        for prof in dict.fromkeys(at.values()):    # kernels read their profile from the environment at start
+            together = [nb for nb in selected if nb.stem not in ALONE and at[nb.stem] == prof]
+            os.environ["BNOPT_PROFILE"] = prof
+            with mock.patch.dict(os.environ, threads if jobs > 1 else {}), ThreadPoolExecutor(max_workers=jobs) as pool:
+                futures = [pool.submit(execute, nb) for nb in together]
+                for f in as_completed(futures):
+                    f.result()                     # the first failure stops the build (no other starts)
         record.update(chapters_wall=time.perf_counter() - t0, chapter_jobs=jobs)
+        os.environ["BNOPT_PROFILE"] = profile if not why else \
+            f"{profile} ({', '.join(why)} at {fallback})"   # cost and ledger: the build as a whole
         for nb in [nb for nb in selected if nb.stem in ALONE]:
             execute(nb)
     return timings
@@ -284,8 +315,11 @@ def chapter_jobs() -> int:
 
 
 # Profiles whose missing runs are not trained unless asked (--train yes): sized for a GPU, they would take a
-# CPU days. Their runs come from a GPU machine or a results bundle (python -m bnopt.bundle import FILE).
+# CPU days. Their runs come from a GPU machine or a results bundle (python -m bnopt.bundle import FILE; the
+# bundles committed under results/<profile>/ are imported by every build). A chapter whose runs are not all
+# there executes at FALLBACK instead, and the front page's scale table says so.
 NO_TRAIN_BY_DEFAULT = ("paper",)
+FALLBACK = "quick"
 
 
 def missing_runs_text(configs: list, profile: str, shown: int = 25) -> str:
@@ -310,28 +344,121 @@ def missing_runs_text(configs: list, profile: str, shown: int = 25) -> str:
             f"`make book PROFILE={profile} TRAIN=yes` (python -m bnopt.build --profile {profile} --train yes).")
 
 
+def chapter_configs(stem: str, profile: str) -> list:
+    """The run configurations chapter `stem` declares at `profile` ([] for a chapter without runs)."""
+    from .config import ConfigError
+    from .experiments import GRIDS, chapter_grid, chapter_parameters, grid_configs
+    if stem not in GRIDS:
+        return []
+    try:
+        return grid_configs(chapter_grid(stem, chapter_parameters(stem, profile)))
+    except (ConfigError, ValueError) as e:
+        raise BuildError(f"chapter {stem!r} (profile {profile!r}): {e}") from None
+
+
+def run_status(per_chapter: dict[str, list]) -> dict[str, dict]:
+    """What the run cache holds of each chapter's configs: {stem: {'runs': distinct runs, 'missing': [configs],
+    'weightless': [configs whose final weights the chapter reads (experiments.READS_WEIGHTS) but whose entry came
+    from a bundle exported without them], 'devices': {device name: runs}}}. The keys are computed in one pass (the
+    data are prepared once per dataset)."""
+    from .cache import RunCache
+    from .executor import config_keys
+    from .experiments import READS_WEIGHTS
+    cache = RunCache()
+    flat = [cfg for configs in per_chapter.values() for cfg in configs]
+    keys = iter(config_keys(flat))
+    out = {}
+    for stem, configs in per_chapter.items():
+        st = out[stem] = {"runs": 0, "missing": [], "weightless": [], "devices": {}}
+        seen = set()
+        for cfg in configs:
+            key = next(keys)
+            if key in seen:
+                continue
+            seen.add(key)
+            st["runs"] += 1
+            if not cache.has(key):
+                st["missing"].append(cfg)
+                continue
+            meta = json.loads((cache.path(key) / "meta.json").read_text())
+            if stem in READS_WEIGHTS and cfg.save_state and meta.get("weights_dropped"):
+                st["weightless"].append(cfg)
+            name = meta.get("device_name") or meta.get("device") or "unknown device"
+            st["devices"][name] = st["devices"].get(name, 0) + 1
+    return out
+
+
 def train_all(root: Path, profile: str, stems: list[str], train: bool = True) -> dict:
     """Train every run that the given chapters declare, before any notebook executes, in the
     parallel workers of `bnopt.executor` (notebooks then only read the cache). With train=False, a
-    missing run stops the build before anything trains, listing the missing runs."""
-    from .config import ConfigError
+    missing run stops the build before anything trains, listing the missing runs. The summary's
+    'chapters' holds each chapter's `run_status` after training."""
     from .executor import RunFailed, RunsMissing, ensure
-    from .experiments import GRIDS, chapter_grid, chapter_parameters, grid_configs
 
-    configs = []
-    for stem in stems:               # every chapter's inputs are checked before anything trains
-        if stem in GRIDS:
-            params = chapter_parameters(stem, profile)
-            try:
-                configs += grid_configs(chapter_grid(stem, params))
-            except (ConfigError, ValueError) as e:
-                raise BuildError(f"chapter {stem!r} (profile {profile!r}): {e}") from None
+    per_chapter = {stem: chapter_configs(stem, profile) for stem in stems}   # all checked before anything trains
     try:
-        return ensure(configs, label=f"book ({profile})", train=train)
+        summary = ensure([c for cs in per_chapter.values() for c in cs], label=f"book ({profile})", train=train)
     except RunsMissing as e:
         raise BuildError(missing_runs_text(e.configs, profile)) from None
     except RunFailed as e:
         raise BuildError(str(e)) from None
+    return {**summary, "chapters": run_status({s: cs for s, cs in per_chapter.items() if cs})}
+
+
+def describe_runs(configs: list) -> list[str]:
+    from .runs import describe
+    return [describe(c) for c in configs]
+
+
+def plan_profiles(profile: str, stems: list[str], fallback: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """({chapter: the profile it executes at}, {chapter: why it is not at `profile`}). Without a fallback every
+    chapter is at `profile`; with one, a chapter whose `profile` runs are not all in the run cache, or lack final
+    weights it reads, executes at `fallback` instead."""
+    if not fallback or fallback == profile:
+        return {s: profile for s in stems}, {}
+    status = run_status({s: cs for s in stems if (cs := chapter_configs(s, profile))})
+    at, why = {s: profile for s in stems}, {}
+    for s, st in status.items():
+        gaps = ([f"{len(st['missing'])} of its {st['runs']} runs are not in the run cache"] if st["missing"] else []) + \
+            ([f"{len(st['weightless'])} runs came without the final weights it reads"] if st["weightless"] else [])
+        if gaps:
+            at[s], why[s] = fallback, f"at `{profile}`, " + " and ".join(gaps)
+    return at, why
+
+
+def scale_table(at: dict[str, str], status: dict[str, dict], why: dict[str, str]) -> str:
+    """The front page's table (MyST): each chapter, the profile it was built at, its runs and where they trained.
+
+    >>> print(scale_table({"training": "paper", "cost": "paper"},
+    ...                   {"training": {"runs": 2, "devices": {"NVIDIA H200": 2}}}, {}))
+    | Chapter | Profile | Runs | Trained on |
+    |---|---|---|---|
+    | {doc}`training` | `paper` | 2 | NVIDIA H200 (2) |
+    | {doc}`cost` | `paper` | none | — |
+    """
+    lines = ["| Chapter | Profile | Runs | Trained on |", "|---|---|---|---|"]
+    for stem, prof in at.items():
+        st = status.get(stem)
+        where = ", ".join(f"{d} ({n})" for d, n in sorted(st["devices"].items())) if st else "—"
+        note = f" ({why[stem]})" if stem in why else ""
+        lines.append(f"| {{doc}}`{stem}` | `{prof}`{note} | {st['runs'] if st else 'none'} | {where} |")
+    return "\n".join(lines)
+
+
+SCALE_FILE = "_scale_status.md"    # written into the stage; the front page includes it
+
+
+def import_results(root: Path, profile: str) -> list[Path]:
+    """Install the results bundles committed under results/<profile>/ (verified; runs already cached are kept)."""
+    from .bundle import BundleError, install
+    bundles = sorted((root / "results" / profile).glob("*.tar"))
+    for b in bundles:
+        try:
+            c = install(b)
+        except BundleError as e:
+            raise BuildError(str(e)) from None
+        message(f"{b.relative_to(root)}: {c['installed']} runs installed, {c['present']} already in the run cache")
+    return bundles
 
 
 class BuildRecord:
@@ -437,12 +564,20 @@ def main(argv=None) -> int:
     ap.add_argument("--no-html", action="store_true", help="execute chapters, skip jupyter-book")
     ap.add_argument("--train", choices=("auto", "yes", "no"), default="auto",
                     help=f"train runs the cache lacks (auto: yes, except for {', '.join(NO_TRAIN_BY_DEFAULT)}, "
-                         f"which stops and lists them)")
+                         f"whose chapters with runs missing execute at the --fallback profile)")
+    ap.add_argument("--fallback", default=FALLBACK,
+                    help=f"where runs are not trained (--train no, or auto for {', '.join(NO_TRAIN_BY_DEFAULT)}): the "
+                         f"profile a chapter with missing runs executes at instead (default {FALLBACK}; 'none': stop "
+                         f"and list the missing runs)")
     a = ap.parse_args(argv)
     train = a.train == "yes" or a.train == "auto" and a.profile not in NO_TRAIN_BY_DEFAULT
+    fallback = None if a.fallback == "none" else a.fallback
     try:
+        if fallback and fallback not in profiles(root):
+            raise BuildError(f"--fallback {fallback!r}: allowed: none, {', '.join(profiles(root))}")
         t0 = time.perf_counter()
-        timings = stage_book(root, Path(a.stage).resolve(), a.profile, a.only, train)
+        timings = stage_book(root, Path(a.stage).resolve(), a.profile, a.only, train, fallback,
+                             fallback_train=a.train != "no")
         t1 = time.perf_counter()
         if not a.no_html:
             build_html(root, Path(a.stage).resolve())

@@ -48,8 +48,26 @@ def profile_configs(profile: str) -> list:
             for cfg in E.grid_configs(E.chapter_grid(chapter, E.chapter_parameters(chapter, profile)))]
 
 
-def export(keys: list[str], path: str | os.PathLike, cache: RunCache | None = None, profile: str = "") -> dict:
+def without_weights(key: str, cache: RunCache) -> dict[str, bytes] | None:
+    """The entry's files with the final weights (`state_dict`) removed from its result and
+    `weights_dropped: true` in its meta (the result's checksum recomputed; the key is unchanged).
+    None when the entry holds no weights (it is exported as it is)."""
+    result = cache.load(key)
+    if result is None:
+        raise BundleError(f"run {key}: the cache entry is unreadable")
+    if result.get("state_dict") is None:
+        return None
+    meta = {k: v for k, v in result.pop("meta").items() if k not in ("key", "result_sha256")}
+    material = json.loads((cache.path(key) / "config.json").read_text())
+    files, _ = RunCache.encode(key, material, {**result, "state_dict": None}, {**meta, "weights_dropped": True})
+    return files
+
+
+def export(keys: list[str], path: str | os.PathLike, cache: RunCache | None = None, profile: str = "",
+           weights: bool = True) -> dict:
     """Write the cache entries `keys` into a bundle at `path` (atomically). Returns the manifest.
+    With weights=False the runs' final weights are left out (see `without_weights`): the metrics and
+    probe records stay, and a chapter that needs the trained networks says so when it is built.
     Raises BundleError naming the keys the cache lacks."""
     cache = cache or RunCache()
     absent = [k for k in keys if not cache.has(k)]
@@ -58,16 +76,18 @@ def export(keys: list[str], path: str | os.PathLike, cache: RunCache | None = No
                           + (" ..." if len(absent) > 10 else ""))
     runs, blobs = [], {}
     for k in sorted(set(keys)):
+        entry = (None if weights else without_weights(k, cache)) or \
+            {name: (cache.path(k) / name).read_bytes() for name in FILES}
         files = {}
         for name in FILES:
-            data = (cache.path(k) / name).read_bytes()
-            blobs[f"runs/{k}/{name}"] = data
-            files[name] = {"sha256": _sha256(data), "bytes": len(data)}
+            blobs[f"runs/{k}/{name}"] = entry[name]
+            files[name] = {"sha256": _sha256(entry[name]), "bytes": len(entry[name])}
         meta = json.loads(blobs[f"runs/{k}/meta.json"])
         runs.append({"key": k, "description": meta.get("description", ""), "files": files,
-                     "wall_time_s": meta.get("wall_time_s"), "device": meta.get("device_name", meta.get("device"))})
+                     "wall_time_s": meta.get("wall_time_s"), "device": meta.get("device_name", meta.get("device")),
+                     "weights_dropped": bool(meta.get("weights_dropped"))})
     manifest = {"format": FORMAT, "profile": profile, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "runs": runs}
+                "weights": weights, "runs": runs}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -151,6 +171,10 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("export", help="pack every run a profile's chapters need")
     ex.add_argument("--profile", required=True)
+    ex.add_argument("--partial", action="store_true",
+                    help="export the runs the cache holds and name the missing ones (e.g. a GPU loan that ran out)")
+    ex.add_argument("--no-weights", action="store_true",
+                    help="leave the runs' final weights out (metrics and probe records only; see the README's size cap)")
     ex.add_argument("file")
     im = sub.add_parser("import", help="verify a bundle and install its runs into the run cache")
     im.add_argument("file")
@@ -163,14 +187,19 @@ def main(argv=None) -> int:
             keys = run_keys(profile_configs(args.profile))
             absent = [k for k in keys if not RunCache().has(k)]
             if absent:
-                print(f"error: {len(absent)} of the {len(keys)} runs of profile {args.profile!r} are not in the cache; "
-                      f"train them first (python -m bnopt.experiments CHAPTER --profile {args.profile}):", file=sys.stderr)
+                print(f"{'warning' if args.partial else 'error'}: {len(absent)} of the {len(keys)} runs of profile "
+                      f"{args.profile!r} are not in the cache; train them first (python -m bnopt.experiments CHAPTER "
+                      f"--profile {args.profile})" + (", or export the others with --partial" if not args.partial else ""),
+                      file=sys.stderr)
                 for k in absent:
                     print(f"  {k}  {describe(keys[k])}", file=sys.stderr)
-                return 2
-            m = export(list(keys), args.file, profile=args.profile)
+                if not args.partial or len(absent) == len(keys):
+                    return 2
+            m = export([k for k in keys if k not in absent], args.file, profile=args.profile, weights=not args.no_weights)
             size = Path(args.file).stat().st_size
-            print(f"[bnopt] bundle {args.file}: {len(m['runs'])} runs of profile {args.profile!r}, {size / 1e6:.1f} MB")
+            dropped = sum(r["weights_dropped"] for r in m["runs"])
+            print(f"[bnopt] bundle {args.file}: {len(m['runs'])} runs of profile {args.profile!r}, {size / 1e6:.1f} MB"
+                  + (f" (the final weights of {dropped} runs left out)" if dropped else ""))
         elif args.cmd == "import":
             c = install(args.file)
             print(f"[bnopt] bundle {args.file}: {c['installed']} runs installed, {c['present']} already present")

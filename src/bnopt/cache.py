@@ -159,9 +159,9 @@ class RunCache:
         result["meta"] = meta
         return result
 
-    def save(self, key: str, key_material: dict, result: dict, meta: dict) -> dict:
-        """Write atomically; returns the meta as stored."""
-        self.root.mkdir(parents=True, exist_ok=True)
+    @staticmethod
+    def encode(key: str, key_material: dict, result: dict, meta: dict) -> tuple[dict[str, bytes], dict]:
+        """An entry's files {name: bytes} and its meta (with the key and the result's checksum)."""
         buf = io.BytesIO()
         structure, buffers = pack({k: v for k, v in result.items() if k != "meta"})
         torch.save({"__packed__": structure, "buffers": buffers}, buf)
@@ -169,6 +169,11 @@ class RunCache:
         meta = {**meta, "key": key, "result_sha256": _sha256(blob)}
         files = {"config.json": json.dumps(key_material, indent=2, sort_keys=True).encode(), "result.pt": blob,
                  "meta.json": json.dumps(meta, indent=2, sort_keys=True).encode()}
+        return files, meta
+
+    def save(self, key: str, key_material: dict, result: dict, meta: dict) -> dict:
+        """Write atomically; returns the meta as stored."""
+        files, meta = self.encode(key, key_material, result, meta)
         if not self.write_entry(key, files):
             return json.loads((self.path(key) / "meta.json").read_text())
         return meta

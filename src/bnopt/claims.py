@@ -199,9 +199,10 @@ def counts(records: dict[str, dict]) -> dict[str, int]:
 
 
 def summary_line(records: dict[str, dict]) -> str:
-    """e.g. '12 claims measured: 7 reproduced, 3 partly, 2 statement incorrect (20 in the ledger)'."""
+    """e.g. '12 claims measured: 7 reproduced, 3 partly, 0 not reproduced, 0 not testable at this scale, 2 statement
+    incorrect (20 in the ledger)': every verdict, zeros too, so that the line has one form in every build."""
     c = counts(records)
-    parts = ", ".join(f"{n} {v}" for v, n in c.items()) or "none"
+    parts = ", ".join(f"{c.get(v, 0)} {v}" for v in VERDICTS)
     return f"{len(records)} claims measured: {parts} ({len(CLAIMS)} in the ledger)"
 
 

@@ -109,19 +109,26 @@ def local_pool(workers: int, threads: int) -> ProcessPoolExecutor:
                                initializer=_init_worker, initargs=(threads,))
 
 
-def run_keys(configs: list[RunConfig]) -> dict[str, RunConfig]:
-    """{cache key: config} of the distinct configs, in order (the data are prepared once per dataset, for
-    its fingerprint)."""
+def config_keys(configs: list[RunConfig]) -> list[str]:
+    """The cache key of each config, in order (the data are prepared once per dataset, for its fingerprint)."""
     from .cache import RunCache
     from .runs import get_task
     from .train import resolve_device
 
-    device, fingerprints, out = resolve_device(), {}, {}
+    device, fingerprints, out = resolve_device(), {}, []
     for cfg in configs:
         data = canonical_json(cfg.data.__dict__)
         if data not in fingerprints:        # one load per dataset, not per run
             fingerprints[data] = get_task(cfg, device).fingerprint
-        out.setdefault(RunCache.key({"config": cfg.key_dict(), "data_fingerprint": fingerprints[data]}), cfg)
+        out.append(RunCache.key({"config": cfg.key_dict(), "data_fingerprint": fingerprints[data]}))
+    return out
+
+
+def run_keys(configs: list[RunConfig]) -> dict[str, RunConfig]:
+    """{cache key: config} of the distinct configs, in order."""
+    out = {}
+    for key, cfg in zip(config_keys(configs), configs):
+        out.setdefault(key, cfg)
     return out
 
 

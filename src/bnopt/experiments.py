@@ -240,6 +240,9 @@ def norms_grid(lr, norms, seeds, dln_lr, dln_seeds, norm_steps, norm_dln_steps, 
 
 GRIDS = {"training": training_grid, "bn_math": bn_math_grid, "ics": ics_grid, "smoothness": smoothness_grid,
          "norms": norms_grid}
+# Chapters that rebuild trained networks from their runs' final weights (`train.model_of(cfg, result)`); a run
+# imported without weights (bundle export --no-weights) serves every other chapter.
+READS_WEIGHTS = ("bn_math", "smoothness")
 
 
 def check_chapter(chapter: str, params: dict) -> None:

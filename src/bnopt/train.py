@@ -115,8 +115,18 @@ def model_of(cfg: RunConfig, result: dict | None = None, **model_changes) -> tor
     torch.manual_seed(cfg.seed)
     model = build_model(dataclasses.replace(cfg.model, **model_changes) if model_changes else cfg.model)
     if result is not None:
+        if result.get("state_dict") is None:
+            meta = result.get("meta", {})
+            why = ("it was imported from a results bundle exported without weights (bundle export --no-weights)"
+                   if meta.get("weights_dropped") else "its config does not keep them (save_state: false)")
+            raise WeightsMissing(f"run {meta.get('key', '?')} ({meta.get('description', cfg.model.arch)}) has no final "
+                                 f"weights: {why}")
         model.load_state_dict(result["state_dict"])
     return model
+
+
+class WeightsMissing(LookupError):
+    """A run's result holds no final weights, and the trained network was asked for."""
 
 
 def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device | None = None,

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# One GPU loan, prepared: train as much of the `paper` profile as BUDGET_S allows, chapter by chapter, and bring
+# back a results bundle without weights, per-run wall times and achieved FLOP/s against the GPU's measured peak.
+#
+# Here, once (the packed images travel with the working tree: 55 MB of the device tool's 64 MiB; .devdata/ is
+# git-ignored):
+#     python tools/imagefolder_pack.py pack ../shared/data/cifar10-jpeg .devdata/cifar10.npz
+# Then one device call (`run`, carry [".devdata"], timeout_s 560):
+#     BUDGET_S=420 bash tools/gpu_paper_session.sh
+# It uses the machine's own python3 and PyTorch (nothing can be installed there; bnopt runs from src/). What it
+# writes under $OUT comes back: paper-runs.tar (`python -m bnopt.bundle import`, then commit under results/paper/),
+# runs.jsonl (one line per run: steps, wall time, FLOP per step, achieved FLOP/s, fraction of peak), peak.json,
+# precision.json (TF32 against FP32 on the same seeds) and log.txt.
+#
+# Order: the precision check first (a short TF32/FP32 pair: the paper profile trains in TF32, and that choice must
+# be checked on this GPU before its runs are trusted), then the chapters whose runs are cheapest in all, so that a
+# loan that runs out still brings whole chapters back. Runs finished before the budget ends stay in the bundle.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-out}; BUDGET_S=${BUDGET_S:-420}; WORKERS=${WORKERS:-6}
+CHAPTERS=${CHAPTERS:-"training ics norms smoothness bn_math"}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 BNOPT_HOME=/tmp/bnopt-home BNOPT_DATA=/tmp/cifar10 BNOPT_PROGRESS=off
+exec > >(tee -a "$OUT/log.txt") 2>&1
+t0=$SECONDS
+left() { echo $((BUDGET_S - (SECONDS - t0))); }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 tools/imagefolder_pack.py unpack .devdata/cifar10.npz "$BNOPT_DATA" || exit 1
+
+python3 - "$OUT" <<'EOF'
+# The GPU's measured matrix-product peaks (the ceilings the runs' FLOP/s are read against), and TF32 against FP32
+# on the same seed: 300 steps of the paper's BN and standard VGG-16; the loss curves' largest gap is reported.
+import json, sys, time, torch
+from bnopt.config import vgg_config
+from bnopt.train import train
+out = sys.argv[1]
+def peak(dtype, tf32, n=8192, reps=10):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
+    for _ in range(3): a @ b
+    torch.cuda.synchronize(); t = time.perf_counter()
+    for _ in range(reps): a @ b
+    torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+p = {"fp32": peak(torch.float32, False), "tf32": peak(torch.float32, True), "bf16": peak(torch.bfloat16, False),
+     "device": torch.cuda.get_device_name(), "torch": torch.__version__}
+json.dump(p, open(f"{out}/peak.json", "w"), indent=1)
+print("peak FLOP/s:", {k: f"{v:.3g}" for k, v in p.items() if isinstance(v, float)})
+rows = []
+for norm in ("batch", "none"):
+    curves = {}
+    for prec in ("fp32", "tf32"):
+        cfg = vgg_config(**{"model.norm": norm, "optim.steps": 300, "precision": prec, "eval_every": 0})
+        r = train(cfg, device="cuda")
+        curves[prec] = r["train_loss"]
+        rows.append({"norm": norm, "precision": prec, "wall_s": r["wall_time_s"],
+                     "final_loss_mean_last50": float(r["train_loss"][-50:].mean())})
+    gap = (curves["fp32"] - curves["tf32"]).abs()
+    rows.append({"norm": norm, "max_abs_loss_gap": float(gap.max()), "mean_abs_loss_gap_last50": float(gap[-50:].mean())})
+json.dump(rows, open(f"{out}/precision.json", "w"), indent=1)
+print(json.dumps(rows, indent=1))
+EOF
+
+for ch in $CHAPTERS; do
+  l=$(left); if [ "$l" -lt 45 ]; then echo "[gpu] budget spent: $ch and the rest not started"; break; fi
+  echo "[gpu] chapter $ch, ${l}s left"
+  timeout "$l" python3 -m bnopt.experiments "$ch" --profile paper --workers "$WORKERS" || echo "[gpu] $ch stopped (rc $?)"
+done
+
+python3 -m bnopt.bundle export --profile paper --partial --no-weights "$OUT/paper-runs.tar"
+python3 - "$OUT" <<'EOF'
+# One line per run in the cache (bnopt.bench.run_throughput): steps, wall time, FLOP per plain step, achieved FLOP/s
+# and its fraction of the measured TF32 (or FP32) peak.
+import json, sys
+from bnopt.bench import run_throughput
+out = sys.argv[1]
+rows = run_throughput(json.load(open(f"{out}/peak.json")))
+open(f"{out}/runs.jsonl", "w").write("".join(json.dumps(r) + "\n" for r in rows))
+for r in rows:
+    print(f"{r['run']:45s} {r['steps']:6d} steps {r['wall_s']:7.1f} s {r['achieved_flop_s'] / 1e12:6.1f} TFLOP/s "
+          f"({100 * r['fraction_of_peak']:.0f} % of peak)")
+EOF
+echo "[gpu] done in $((SECONDS - t0))s"
