@@ -173,6 +173,7 @@ class RunCache:
 
     def save(self, key: str, key_material: dict, result: dict, meta: dict) -> dict:
         """Write atomically; returns the meta as stored."""
+        self.root.mkdir(parents=True, exist_ok=True)
         files, meta = self.encode(key, key_material, result, meta)
         if not self.write_entry(key, files):
             return json.loads((self.path(key) / "meta.json").read_text())
