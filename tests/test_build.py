@@ -182,17 +182,18 @@ def test_a_chapter_whose_runs_are_missing_or_lack_the_weights_it_reads_falls_bac
     runs.run(cfg(1))                                           # cached; cfg(2) is not
     grids = {"training": [kept, cfg(1)], "bn_math": [kept], "smoothness": [cfg(1), cfg(2)]}
     monkeypatch.setattr(B, "chapter_configs", lambda stem, profile: grids.get(stem, []) if profile == "paper" else [])
-    stems = ["training", "bn_math", "smoothness", "cost"]
+    stems = ["training", "bn_math", "smoothness", "library", "cost"]
     assert B.plan_profiles("paper", stems, None) == ({s: "paper" for s in stems}, {})
     assert B.plan_profiles("paper", stems, "quick") == (
-        {"training": "paper", "bn_math": "paper", "smoothness": "quick", "cost": "paper"},
-        {"smoothness": "at `paper`, 1 of its 2 runs are not in the run cache"})
+        {"training": "paper", "bn_math": "paper", "smoothness": "quick", "library": "quick", "cost": "paper"},
+        {"smoothness": "at `paper`, 1 of its 2 runs are not in the run cache",
+         "library": "it computes at `paper` scale itself, which this build does not"})
     import shutil
     shutil.rmtree(RunCache().path(k))                          # now the entry comes from the bundle, weightless
     bundle.install(tmp_path / "nw.tar")
     at, why = B.plan_profiles("paper", stems, "quick")
     assert "bn_math" in READS_WEIGHTS and "training" not in READS_WEIGHTS
-    assert at == {"training": "paper", "bn_math": "quick", "smoothness": "quick", "cost": "paper"}
+    assert at == {"training": "paper", "bn_math": "quick", "smoothness": "quick", "library": "quick", "cost": "paper"}
     assert why["bn_math"] == "at `paper`, 1 runs came without the final weights it reads"
     status = B.run_status({s: grids[s] for s in ("training", "smoothness")})
     assert status["training"]["runs"] == 2 and status["training"]["devices"] == {"cpu": 2}

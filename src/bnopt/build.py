@@ -413,11 +413,17 @@ def describe_runs(configs: list) -> list[str]:
 def plan_profiles(profile: str, stems: list[str], fallback: str | None) -> tuple[dict[str, str], dict[str, str]]:
     """({chapter: the profile it executes at}, {chapter: why it is not at `profile`}). Without a fallback every
     chapter is at `profile`; with one, a chapter whose `profile` runs are not all in the run cache, or lack final
-    weights it reads, executes at `fallback` instead."""
+    weights it reads, executes at `fallback` instead. So does a chapter without runs that computes on its own (the
+    library chapter: at `paper`, ResNet-18's Hessian, sized for a GPU), except the chapters that describe the build
+    as a whole (ALONE)."""
     if not fallback or fallback == profile:
         return {s: profile for s in stems}, {}
-    status = run_status({s: cs for s in stems if (cs := chapter_configs(s, profile))})
+    per_chapter = {s: chapter_configs(s, profile) for s in stems}
+    status = run_status({s: cs for s, cs in per_chapter.items() if cs})
     at, why = {s: profile for s in stems}, {}
+    for s, cs in per_chapter.items():
+        if not cs and s not in ALONE:
+            at[s], why[s] = fallback, f"it computes at `{profile}` scale itself, which this build does not"
     for s, st in status.items():
         gaps = ([f"{len(st['missing'])} of its {st['runs']} runs are not in the run cache"] if st["missing"] else []) + \
             ([f"{len(st['weightless'])} runs came without the final weights it reads"] if st["weightless"] else [])
