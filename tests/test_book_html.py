@@ -96,10 +96,10 @@ def numbers_as_slots(text: str) -> str:
 def test_readme_numbers_appear_in_the_book():
     """Every number the README quotes in its findings section appears in the built book's text, when this machine
     has the numerics of the README's reference build (`<!-- numbers-from: ... -->`: CPU vendor and vector ISA, and
-    the PyTorch build, `bnopt.bench.numerics`). On other numerics every SGD trajectory rounds differently and the
+    the PyTorch build, `bnopt.cache.numerics`). On other numerics every SGD trajectory rounds differently and the
     numbers move within seed noise; there each quote must still appear in the book with only its numbers changed,
     so that the README names nothing the book no longer shows."""
-    from bnopt.bench import numerics
+    from bnopt.cache import numerics
     assert numbers_as_slots("306 ± 3 steps (3/3 seeds), A/B = 0.44 (95 % CI −0.43 to 1.2e-05), 1,584 units") == \
         "# ± # steps (#/# seeds), A/B = # (# % CI # to #), # units"
     readme = (ROOT / "README.md").read_text()

@@ -196,10 +196,12 @@ def test_a_chapter_whose_runs_are_missing_or_lack_the_weights_it_reads_falls_bac
     assert at == {"training": "paper", "bn_math": "quick", "smoothness": "quick", "library": "quick", "cost": "paper"}
     assert why["bn_math"] == "at `paper`, 1 runs came without the final weights it reads"
     status = B.run_status({s: grids[s] for s in ("training", "smoothness")})
-    assert status["training"]["runs"] == 2 and status["training"]["devices"] == {"cpu": 2}
+    from bnopt.cache import numerics
+    here = f"CPU ({numerics()})"
+    assert status["training"]["runs"] == 2 and status["training"]["devices"] == {here: 2}
     assert [c.seed for c in status["smoothness"]["missing"]] == [2] and status["training"]["weightless"] == []
     table = B.scale_table(at, status, why)
-    assert "| {doc}`smoothness` | `quick` (at `paper`, 1 of its 2 runs are not in the run cache) | 2 | cpu (1) |" in table
+    assert f"| {{doc}}`smoothness` | `quick` (at `paper`, 1 of its 2 runs are not in the run cache) | 2 | {here} (1) |" in table
     # where nothing falls back, such runs stop the build before any chapter executes, naming them
     monkeypatch.setattr(B, "train_all", lambda root, prof, st, train: {
         "trained": 0, "cached": 1, "workers": 1, "threads": 1, "chapters": B.run_status({"bn_math": grids["bn_math"]})})

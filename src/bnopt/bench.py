@@ -58,27 +58,12 @@ KINDS = {  # name -> (arch family, normalization)
 # The machine
 
 def machine() -> dict:
-    cpu, vendor = platform.processor() or "", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not cpu:
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("vendor_id") and not vendor:
-                vendor = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {"cpu": cpu, "vendor": vendor, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "platform": platform.platform(), "python": platform.python_version(),
+    from .cache import cpu_info
+    info = cpu_info()
+    return {"cpu": info["model"] or platform.processor() or "", "vendor": info["vendor"], "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "mkldnn": torch.backends.mkldnn.is_available()}
-
-
-def numerics() -> str:
-    """What sets a CPU run's rounding, beyond its config and thread count: the CPU vendor and the vector ISA that
-    PyTorch's kernels use, and the PyTorch build. Two machines that differ here follow different SGD trajectories
-    from the same seed (seed-to-seed noise in every aggregate), e.g. 'AuthenticAMD AVX2, torch 2.14.1+cu130'."""
-    m = machine()
-    return f"{m['vendor'] or 'unknown vendor'} {m['cpu_capability']}, torch {m['torch']}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -384,6 +384,8 @@ def run_status(per_chapter: dict[str, list]) -> dict[str, dict]:
             if stem in READS_WEIGHTS and cfg.save_state and meta.get("weights_dropped"):
                 st["weightless"].append(cfg)
             name = meta.get("device_name") or meta.get("device") or "unknown device"
+            if name == "cpu" and meta.get("numerics"):       # on a CPU, what sets the rounding (cache.numerics)
+                name = f"CPU ({meta['numerics']})"
             st["devices"][name] = st["devices"].get(name, 0) + 1
     return out
 

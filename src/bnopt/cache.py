@@ -108,6 +108,27 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_info() -> dict:
+    """{'model': ..., 'vendor': ...} of this machine's CPU from /proc/cpuinfo ('' where it cannot be read)."""
+    out = {"model": "", "vendor": ""}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            for key, field in (("model", "model name"), ("vendor", "vendor_id")):
+                if line.startswith(field) and not out[key]:
+                    out[key] = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return out
+
+
+def numerics() -> str:
+    """What sets a CPU run's rounding, beyond its config and thread count: the CPU vendor and the vector ISA that
+    PyTorch's kernels use, and the PyTorch build. Two machines that differ here follow different SGD trajectories
+    from the same seed (seed-to-seed noise in every aggregate), e.g. 'AuthenticAMD AVX2, torch 2.14.1+cu130'.
+    Every run records it in its meta."""
+    return f"{cpu_info()['vendor'] or 'unknown vendor'} {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
+
+
 def library_versions() -> dict:
     import numpy
     import torchvision

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from .cache import RunCache, git_commit, library_versions
+from .cache import RunCache, git_commit, library_versions, numerics
 from .config import RunConfig, canonical_json
 from .data import Task, prepare
 from .progress import message
@@ -55,7 +55,7 @@ def run(cfg: RunConfig, *, device: str | torch.device | None = None, force: bool
     result = train(cfg, task=task, device=device, label=describe(cfg))
     meta = {"git_commit": git_commit(), "versions": library_versions(), "device": result["device"],
             "device_name": result["device_name"], "wall_time_s": result["wall_time_s"],
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "numerics": numerics(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
             "description": describe(cfg)}
     result["meta"] = {**cache.save(key, material, result, meta), "from_cache": False}
