@@ -41,23 +41,14 @@ fi
 python3 - "$OUT" <<'EOF'
 # The device's measured matrix-product peaks (the ceilings the runs' FLOP/s are read against), and TF32 against FP32
 # on the same seed: CHECK_STEPS steps of the paper's BN and standard VGG-16; the loss curves' gap is reported.
-import json, os, sys, time, torch
+import json, os, sys, torch
 from bnopt.config import vgg_config
+from bnopt.bench import matmul_peak
 from bnopt.train import train
 out, dev = sys.argv[1], os.environ["DEVICE"]
 steps, width, n = int(os.environ["CHECK_STEPS"]), float(os.environ["CHECK_WIDTH"]), int(os.environ["MATMUL_N"])
-def sync():
-    if dev == "cuda":
-        torch.cuda.synchronize()
-def peak(dtype, tf32, reps=10):
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
-    for _ in range(3): a @ b
-    sync(); t = time.perf_counter()
-    for _ in range(reps): a @ b
-    sync()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t)
-p = {"fp32": peak(torch.float32, False), "tf32": peak(torch.float32, True), "bf16": peak(torch.bfloat16, False),
+p = {"fp32": matmul_peak(n, 10, dev), "tf32": matmul_peak(n, 10, dev, tf32=True),
+     "bf16": matmul_peak(n, 10, dev, torch.bfloat16),
      "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__, "matmul_n": n}
 json.dump(p, open(f"{out}/peak.json", "w"), indent=1)
 print("peak FLOP/s:", {k: f"{v:.3g}" for k, v in p.items() if isinstance(v, float)})

@@ -259,8 +259,7 @@ def run_throughput(peaks: dict, cache=None) -> list[dict]:
     from .cache import RunCache
     cache, per_shape, rows = cache or RunCache(), {}, []
     for k in cache.entries():
-        meta = json.loads((cache.path(k) / "meta.json").read_text())
-        cfg = RunConfig.from_dict(json.loads((cache.path(k) / "config.json").read_text())["config"])
+        meta, cfg = cache.meta(k), RunConfig.from_dict(cache.material(k)["config"])
         shape = canonical_json([cfg.model.__dict__, cfg.optim.batch_size, cfg.data.dln_samples])
         if shape not in per_shape:
             per_shape[shape] = step_flops(cfg)
@@ -272,10 +271,20 @@ def run_throughput(peaks: dict, cache=None) -> list[dict]:
     return rows
 
 
-def matmul_peak(n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = min(_timed(lambda: a @ b) for _ in range(reps))
+def matmul_peak(n: int = 2048, reps: int = 5, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                tf32: bool = False) -> float:
+    """FLOP/s of the fastest of `reps` n x n matrix products on `device` (on CUDA, with TF32 when `tf32`)."""
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+        a @ b
+        sync()
+        t = min(_timed(lambda: (a @ b, sync())) for _ in range(reps))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
     return 2 * n ** 3 / t
 
 

@@ -356,17 +356,17 @@ def chapter_configs(stem: str, profile: str) -> list:
         raise BuildError(f"chapter {stem!r} (profile {profile!r}): {e}") from None
 
 
-def run_status(per_chapter: dict[str, list]) -> dict[str, dict]:
+def run_status(per_chapter: dict[str, list], keys: list[str] | None = None) -> dict[str, dict]:
     """What the run cache holds of each chapter's configs: {stem: {'runs': distinct runs, 'missing': [configs],
     'weightless': [configs whose final weights the chapter reads (experiments.READS_WEIGHTS) but whose entry came
-    from a bundle exported without them], 'devices': {device name: runs}}}. The keys are computed in one pass (the
-    data are prepared once per dataset)."""
+    from a bundle exported without them], 'devices': {device name: runs}}}. `keys`: the `config_keys` of all the
+    configs in order, when known; else they are computed in one pass (every dataset prepared once)."""
     from .cache import RunCache
     from .executor import config_keys
     from .experiments import READS_WEIGHTS
     cache = RunCache()
     flat = [cfg for configs in per_chapter.values() for cfg in configs]
-    keys = iter(config_keys(flat))
+    keys = iter(keys or config_keys(flat))
     out = {}
     for stem, configs in per_chapter.items():
         st = out[stem] = {"runs": 0, "missing": [], "weightless": [], "devices": {}}
@@ -380,7 +380,7 @@ def run_status(per_chapter: dict[str, list]) -> dict[str, dict]:
             if not cache.has(key):
                 st["missing"].append(cfg)
                 continue
-            meta = json.loads((cache.path(key) / "meta.json").read_text())
+            meta = cache.meta(key)
             if stem in READS_WEIGHTS and cfg.save_state and meta.get("weights_dropped"):
                 st["weightless"].append(cfg)
             name = meta.get("device_name") or meta.get("device") or "unknown device"
@@ -395,16 +395,18 @@ def train_all(root: Path, profile: str, stems: list[str], train: bool = True) ->
     parallel workers of `bnopt.executor` (notebooks then only read the cache). With train=False, a
     missing run stops the build before anything trains, listing the missing runs. The summary's
     'chapters' holds each chapter's `run_status` after training."""
-    from .executor import RunFailed, RunsMissing, ensure
+    from .executor import RunFailed, RunsMissing, config_keys, ensure
 
-    per_chapter = {stem: chapter_configs(stem, profile) for stem in stems}   # all checked before anything trains
+    per_chapter = {stem: cs for stem in stems if (cs := chapter_configs(stem, profile))}   # all checked first
+    flat = [c for cs in per_chapter.values() for c in cs]
+    keys = config_keys(flat)                       # once: each pass prepares every dataset (about 4 s at quick)
     try:
-        summary = ensure([c for cs in per_chapter.values() for c in cs], label=f"book ({profile})", train=train)
+        summary = ensure(flat, label=f"book ({profile})", train=train, keys=keys)
     except RunsMissing as e:
         raise BuildError(missing_runs_text(e.configs, profile)) from None
     except RunFailed as e:
         raise BuildError(str(e)) from None
-    return {**summary, "chapters": run_status({s: cs for s, cs in per_chapter.items() if cs})}
+    return {**summary, "chapters": run_status(per_chapter, keys)}
 
 
 def describe_runs(configs: list) -> list[str]:

@@ -58,8 +58,7 @@ def without_weights(key: str, cache: RunCache) -> dict[str, bytes] | None:
     if result.get("state_dict") is None:
         return None
     meta = {k: v for k, v in result.pop("meta").items() if k not in ("key", "result_sha256")}
-    material = json.loads((cache.path(key) / "config.json").read_text())
-    files, _ = RunCache.encode(key, material, {**result, "state_dict": None}, {**meta, "weights_dropped": True})
+    files, _ = RunCache.encode(key, cache.material(key), {**result, "state_dict": None}, {**meta, "weights_dropped": True})
     return files
 
 

@@ -149,6 +149,14 @@ class RunCache:
     def path(self, key: str) -> Path:
         return self.root / key
 
+    def meta(self, key: str) -> dict:
+        """An entry's meta.json (provenance, without loading its result)."""
+        return json.loads((self.path(key) / "meta.json").read_text())
+
+    def material(self, key: str) -> dict:
+        """An entry's config.json: the key material {'config': ..., 'data_fingerprint': ...}."""
+        return json.loads((self.path(key) / "config.json").read_text())
+
     def has(self, key: str) -> bool:
         """Whether a complete entry exists (cheap: no result is read or checked)."""
         d = self.path(key)
@@ -197,7 +205,7 @@ class RunCache:
         self.root.mkdir(parents=True, exist_ok=True)
         files, meta = self.encode(key, key_material, result, meta)
         if not self.write_entry(key, files):
-            return json.loads((self.path(key) / "meta.json").read_text())
+            return self.meta(key)
         return meta
 
     def write_entry(self, key: str, files: dict[str, bytes]) -> bool:

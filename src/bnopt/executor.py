@@ -124,18 +124,18 @@ def config_keys(configs: list[RunConfig]) -> list[str]:
     return out
 
 
-def run_keys(configs: list[RunConfig]) -> dict[str, RunConfig]:
-    """{cache key: config} of the distinct configs, in order."""
+def run_keys(configs: list[RunConfig], keys: list[str] | None = None) -> dict[str, RunConfig]:
+    """{cache key: config} of the distinct configs, in order (`keys`: their `config_keys`, when known)."""
     out = {}
-    for key, cfg in zip(config_keys(configs), configs):
+    for key, cfg in zip(keys or config_keys(configs), configs):
         out.setdefault(key, cfg)
     return out
 
 
-def plan(configs: list[RunConfig]) -> tuple[list[RunConfig], int]:
+def plan(configs: list[RunConfig], keys: list[str] | None = None) -> tuple[list[RunConfig], int]:
     """(the distinct configs the run cache lacks, how many distinct configs it already holds)."""
     from .cache import RunCache
-    cache, keys = RunCache(), run_keys(configs)
+    cache, keys = RunCache(), run_keys(configs, keys)
     todo = [cfg for k, cfg in keys.items() if not cache.has(k)]
     return todo, len(keys) - len(todo)
 
@@ -154,12 +154,13 @@ class RunsMissing(RuntimeError):
 
 
 def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | None = None,
-           executor=None, label: str = "runs", train: bool = True) -> dict:
+           executor=None, label: str = "runs", train: bool = True, keys: list[str] | None = None) -> dict:
     """Train every config not in the cache, `workers` at a time, longest first. Returns a summary
     {'trained': n, 'cached': n, 'wall_s': s, 'workers': w, 'threads': t}. Raises RunFailed naming
     every failed config (the others still finish and stay cached), and RunsMissing (before anything
-    trains) when runs are missing and `train` is False."""
-    todo, n_cached = plan(configs)
+    trains) when runs are missing and `train` is False. `keys`: the configs' `config_keys`, when the caller
+    has them (computing them prepares every dataset once)."""
+    todo, n_cached = plan(configs, keys)
     if todo and not train:
         raise RunsMissing(todo)
     workers = workers or default_workers()
