@@ -60,7 +60,10 @@ def test_build_log_gives_the_latest_cold_and_warm(tmp_path, monkeypatch):
     assert t["cold"]["started"] == "4" and t["warm"]["started"] == "2"
     tables = bench.report_tables(fake(), {"runs": 3.0, "chapters": {"training": 2.0}, "started": "now",
                                           "runs_trained": 0, "runs_cached": 9})
-    assert tables["build"].splitlines()[2].startswith("| this build (so far) | now | 0 / 9 | 3 | 2 |")
+    lines = tables["build"].splitlines()
+    assert lines[0] == "| stage | this build (so far) | last cold build | last warm build |"    # one column a build
+    assert lines[2] == "| started | now | 4 | 2 |" and lines[3] == "| runs trained / cached | 0 / 9 | 2 / ? | 0 / ? |"
+    assert "| training (s) | 2 | – | – |" in lines and "| total (s) | – | 50 | 10 |" in lines
     assert "| `vgg` | 4.00 | 40.0 | 100.0 | 40 % |" in tables["flops"]
     assert "13.5 (N = 2)" in tables["throughput"] and "1.50×" in tables["throughput"]
 

@@ -3,8 +3,9 @@
 Static checks read `_build/html`; browser checks load every page in headless Chromium (Debian's package,
 driven by Playwright's Python package with `executable_path`, since Playwright cannot download its own
 browsers here) from a local HTTP server, with no network: pages load without console errors, MathJax
-(served from the book itself) typesets the equations, every image loads, no raw Markdown table text is
-shown, and the sidebar navigation reaches every chapter.
+(served from the book itself) typesets the equations, every image loads, and the sidebar navigation reaches
+every chapter. At 1280 px each page is also read as a reader sees it: no table shown as raw text, no table wider
+than its column, no prose set as a code span; a full-page screenshot of each lands in `_build/screenshots/`.
 
 They run when BNOPT_BOOK_HTML names the built book's folder (`make check-book` sets it, and then a
 missing book or browser is an error, so CI cannot pass them by skipping); `make test` skips them.
@@ -21,6 +22,7 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+from book_text import book_numerics, numbers_as_slots
 
 from bnopt import build as B
 from bnopt.paths import repo_root
@@ -30,7 +32,12 @@ HTML = Path(os.environ.get("BNOPT_BOOK_HTML") or ROOT / "_build" / "html").resol
 REQUIRED = bool(os.environ.get("BNOPT_BOOK_HTML"))
 CHAPTERS = [p.stem for p in B.chapters(ROOT)]
 PAGES = ["intro", *CHAPTERS, "references"]
-RAW_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")          # a Markdown table's separator row, shown as text
+# A Markdown table shown as text: its separator row in any dash form (Sphinx's smart quotes turn `---` into an em
+# dash and `--` into an en dash), or a paragraph that is a row of cells.
+RAW_TABLE = re.compile(r"\|\s*:?[-—–]+:?\s*\|")
+RAW_ROW = re.compile(r"^\s*\|[^|\n]+\|[^|\n]+\|")
+VIEWPORT = {"width": 1280, "height": 900}
+SCREENSHOTS = HTML.parent / "screenshots"
 
 if not REQUIRED:
     pytest.skip("the built book is tested by `make check-book` (after `make book`)", allow_module_level=True)
@@ -56,6 +63,8 @@ def test_page_exists_without_errors_or_raw_text(page):
     assert 'class="output error' not in html and "output traceback" not in html
     assert "{glue" not in text and "{ref}" not in text and "{numref}" not in text   # unresolved roles
     assert not RAW_TABLE.search(text), f"{page}: a Markdown table is shown as raw text"
+    paragraphs = [unescape(re.sub(r"<[^>]+>", "", p)) for p in re.findall(r"<p>(.*?)</p>", html, flags=re.S)]
+    assert not [p for p in paragraphs if RAW_ROW.search(p)], f"{page}: a paragraph of raw table cells"
     assert str(ROOT) not in html, f"{page} shows the building machine's path {ROOT}"
     data = os.environ.get("BNOPT_DATA", "").strip()
     if data:
@@ -85,23 +94,13 @@ def test_each_glued_figure_is_shown_once():
         assert n_img <= n_fig + 1, f"{page}: {n_img} images for {n_fig} numbered figures"
 
 
-NUMBER = re.compile(r"[-+−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
-
-
-def numbers_as_slots(text: str) -> str:
-    """The text with every number replaced by '#': what a quote says, whatever its values."""
-    return NUMBER.sub("#", text)
-
-
 def test_readme_numbers_appear_in_the_book():
-    """Every number the README quotes in its findings section appears in the built book's text, when this machine
-    has the numerics of the README's reference build (`<!-- numbers-from: ... -->`: CPU vendor and vector ISA, and
-    the PyTorch build, `bnopt.cache.numerics`). On other numerics every SGD trajectory rounds differently and the
-    numbers move within seed noise; there each quote must still appear in the book with only its numbers changed,
-    so that the README names nothing the book no longer shows."""
-    from bnopt.cache import numerics
-    assert numbers_as_slots("306 ± 3 steps (3/3 seeds), A/B = 0.44 (95 % CI −0.43 to 1.2e-05), 1,584 units") == \
-        "# ± # steps (#/# seeds), A/B = # (# % CI # to #), # units"
+    """Every number the README quotes in its findings section appears in the built book's text, when every CPU run
+    of the book has the numerics of the README's reference build (`<!-- numbers-from: ... -->`: CPU vendor, the
+    vector ISA in force, and the PyTorch build, `bnopt.numerics.numerics`, as the front page names them). The
+    Makefile pins the ISA to AVX2, so on every machine of this kind seen so far that is the case. On other numerics
+    every SGD trajectory rounds differently and the numbers move within seed noise; there each quote must still
+    appear in the book with only its numbers changed, so that the README names nothing the book no longer shows."""
     readme = (ROOT / "README.md").read_text()
     section = re.search(r"^## Findings.*?(?=^## )", readme, flags=re.S | re.M)
     assert section, "README.md has no '## Findings' section"
@@ -110,16 +109,19 @@ def test_readme_numbers_appear_in_the_book():
     quoted = re.findall(r"`([^`\n]*\d[^`\n]*)`", section.group(0))   # numbers are quoted as `1.23 ± 0.04`
     assert quoted
     book = " ".join(text_of(p) for p in PAGES)
-    if numerics() == reference.group(1):
+    built_with = book_numerics(text_of("intro"))
+    assert built_with, "the front page names no CPU numerics for the book's runs"
+    if built_with == {reference.group(1)}:
         missing = [q for q in quoted if q not in book]
         assert not missing, f"README quotes numbers the book does not show: {missing}"
+        print(f"built with the README's numerics {reference.group(1)!r}: all {len(quoted)} quoted numbers compared exactly")
         return
     slots = numbers_as_slots(book)
     missing = [q for q in quoted if numbers_as_slots(q) not in slots]
     assert not missing, f"README quotes the book no longer shows, even with other numbers: {missing}"
     moved = sum(q not in book for q in quoted)
-    print(f"built with numerics {numerics()!r}, not the README's {reference.group(1)!r}: {moved} of {len(quoted)} "
-          f"quoted numbers differ; their form was checked")
+    print(f"built with numerics {sorted(built_with)}, not the README's {reference.group(1)!r}: {moved} of "
+          f"{len(quoted)} quoted numbers differ; their form was checked")
 
 
 # --- in a real browser ----------------------------------------------------------------------------
@@ -155,19 +157,55 @@ def browser():
         b.close()
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_page_in_browser(browser, server, page):
-    tab = browser.new_page()
-    errors = []
-    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    tab.on("pageerror", lambda e: errors.append(str(e)))
-    tab.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}")
+# What a reader sees, measured in the page (JavaScript): tables shown as raw text, tables wider than the column
+# they sit in, and prose values set as monospace code spans (more than six words with a clause break, ', ' or
+# '; ': a sentence, where a command such as `python -m bnopt.bench --quick` has neither). Each is a list of
+# short descriptions.
+READER_DEFECTS = """() => {
+  const main = document.querySelector('main');
+  const raw = /\\|\\s*:?[-\u2014\u2013]+:?\\s*\\||^\\s*\\|[^|\\n]+\\|[^|\\n]+\\|/;
+  const rawTables = Array.from(main.querySelectorAll('p, li')).map(e => e.innerText).filter(t => raw.test(t))
+    .map(t => t.slice(0, 80));
+  const article = main.querySelector('article.bd-article') || main;
+  const pad = getComputedStyle(article);
+  const box = article.getBoundingClientRect();
+  const column = {left: box.left + parseFloat(pad.paddingLeft), right: box.right - parseFloat(pad.paddingRight)};
+  const wide = Array.from(main.querySelectorAll('table')).filter(t => t.offsetParent !== null).map(t => {
+    const cells = Array.from(t.querySelectorAll('th, td')).map(c => c.getBoundingClientRect());
+    const right = Math.max(t.getBoundingClientRect().right, ...cells.map(c => c.right));
+    const holder = t.parentElement;                       // the theme's scroll container: scrolling hides columns
+    const hidden = holder.scrollWidth - holder.clientWidth;
+    return {width: Math.round(right - column.left + Math.max(0, hidden)), column: Math.round(column.right - column.left),
+            head: (t.querySelector('tr') || t).innerText.replace(/\\s+/g, ' ').slice(0, 60)};
+  }).filter(t => t.width > t.column + 1).map(t => `${t.width} px > ${t.column} px: ${t.head}`);
+  const mono = Array.from(main.querySelectorAll('p code, li code, p .text_plain, li .text_plain, td .text_plain'))
+    .filter(e => /mono/i.test(getComputedStyle(e).fontFamily))
+    .map(e => e.innerText.trim()).filter(t => t.split(/\\s+/).length > 6 && /[,;] /.test(t)).map(t => t.slice(0, 80));
+  return {rawTables, wide, mono};
+}"""
+
+
+def open_page(browser, server, page):
+    """A tab at 1280 px showing `page`, its console errors collected, MathJax done typesetting."""
+    tab = browser.new_page(viewport=VIEWPORT)
+    tab.errors = []
+    tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: tab.errors.append(str(e)))
+    tab.on("requestfailed", lambda r: tab.errors.append(f"request failed: {r.url}")
            if r.url.startswith(server) else None)
     tab.goto(f"{server}/{page}.html", wait_until="load")
-    has_math = tab.evaluate("document.querySelectorAll('.math').length") > 0
-    if has_math:
+    if tab.evaluate("document.querySelectorAll('.math').length") > 0:
         tab.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
         tab.evaluate("MathJax.startup.promise")
+    return tab
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_in_browser(browser, server, page):
+    tab = open_page(browser, server, page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / f"{page}.png"), full_page=True)    # for a reviewer to look at
+    if tab.evaluate("document.querySelectorAll('.math').length") > 0:
         typeset = tab.evaluate("document.querySelectorAll('mjx-container').length")
         raw = tab.evaluate("Array.from(document.querySelectorAll('.math')).filter("
                            "e => !e.querySelector('mjx-container')).length")
@@ -175,10 +213,21 @@ def test_page_in_browser(browser, server, page):
     broken = tab.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
                           ".map(i => i.src)")
     assert broken == [], f"{page}: images that did not load: {broken}"
-    paragraphs = tab.evaluate("Array.from(document.querySelectorAll('main p')).map(p => p.innerText)")
-    assert not [p for p in paragraphs if RAW_TABLE.search(p)], f"{page}: raw Markdown table text"
-    assert errors == [], f"{page}: console errors {errors}"
+    assert tab.errors == [], f"{page}: console errors {tab.errors}"
     tab.close()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_reads_as_a_reader_sees_it(browser, server, page):
+    """At 1280 px: no table shown as raw text (in any dash or pipe form), no table wider than the column it sits
+    in (the reader would have to scroll sideways to reach its last columns), no glued prose value of more than a
+    few words set as a monospace code span."""
+    tab = open_page(browser, server, page)
+    found = tab.evaluate(READER_DEFECTS)
+    tab.close()
+    assert found["rawTables"] == [], f"{page}: tables shown as raw text: {found['rawTables']}"
+    assert found["wide"] == [], f"{page}: tables wider than the text column at 1280 px: {found['wide']}"
+    assert found["mono"] == [], f"{page}: prose set as monospace code: {found['mono']}"
 
 
 def test_navigation_reaches_every_chapter(browser, server):

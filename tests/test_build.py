@@ -196,7 +196,7 @@ def test_a_chapter_whose_runs_are_missing_or_lack_the_weights_it_reads_falls_bac
     assert at == {"training": "paper", "bn_math": "quick", "smoothness": "quick", "library": "quick", "cost": "paper"}
     assert why["bn_math"] == "at `paper`, 1 runs came without the final weights it reads"
     status = B.run_status({s: grids[s] for s in ("training", "smoothness")})
-    from bnopt.cache import numerics
+    from bnopt.numerics import numerics
     here = f"CPU ({numerics()})"
     assert status["training"]["runs"] == 2 and status["training"]["devices"] == {here: 2}
     assert [c.seed for c in status["smoothness"]["missing"]] == [2] and status["training"]["weightless"] == []

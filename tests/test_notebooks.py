@@ -60,3 +60,17 @@ def test_chapters_are_thin(nb_path):
             assert len(src.strip().splitlines()) <= 15, f"{nb_path.stem}: a cell of {len(src.splitlines())} lines"
             for banned in ("plt.", "display(", "Markdown(", "np.", "torch."):
                 assert banned not in src, f"{nb_path.stem}: {banned!r} in a cell (it belongs in bnopt)"
+
+
+@pytest.mark.parametrize("nb_path", B.chapters(ROOT), ids=lambda p: p.stem)
+def test_block_values_are_pasted_as_blocks(nb_path):
+    """A glued value that stands alone on its line is a block (a table, a list): pasted with the inline
+    {glue:md} role, it becomes a paragraph of raw text (a table's `|---|` row shows as `|—|`). It needs the
+    directive: ```{glue:md} name / :format: myst```."""
+    import re
+
+    nb = json.loads(nb_path.read_text())
+    for c in nb["cells"]:
+        if c["cell_type"] == "markdown":
+            alone = re.findall(r"^\s*\{glue:md\}`[^`]+`\s*$", "".join(c["source"]), flags=re.M)
+            assert not alone, f"{nb_path.stem}: {alone} pasted inline; use the {{glue:md}} directive"

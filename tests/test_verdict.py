@@ -99,8 +99,14 @@ def test_record_load_and_ledger(tmp_path):
     rows = claims.ledger_rows(recs)
     assert len(rows) == len(claims.CLAIMS)
     by_text = {r[0]: r for r in rows}
-    assert by_text[claims.claim("fig4_beta").text][5] == "**reproduced**"
-    assert by_text[claims.claim("fig1_speed").text][3] == "not measured in this build"
+    assert all(len(r) == len(claims.LEDGER_HEADER) for r in rows)
+    assert by_text[claims.claim("fig4_beta").text][2] == "**reproduced**"
+    assert by_text[claims.claim("fig4_beta").text][3] == c.text()
+    assert by_text[claims.claim("fig1_speed").text][2:4] == ["not measured", "—"]
+    details = claims.ledger_details(recs)
+    assert details.startswith(":::{dropdown}") and details.endswith(":::")
+    assert "β 10 ± 1 vs 20 ± 2 (3 seeds)" in details and "*Scale:* quick" in details and "2 of 10 fail" in details
+    assert claims.claim("fig1_speed").text not in details           # not measured: no line
     assert not list((tmp_path / claims.CLAIMS_DIR).glob(".tmp-*"))
     with pytest.raises(KeyError, match="the ledger knows"):
         claims.record("fig99", c, measurement="", scale="", folder=tmp_path)

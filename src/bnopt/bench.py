@@ -43,6 +43,7 @@ from .data import Split, Task
 from .experiments import (DLN_ETA_MULTIPLES, DLN_RIDGE_LAYERS, VGG_ETA_MULTIPLES, VGG_RIDGE_LAYERS, at_lr, book_probes,
                           chapter_parameters, dln_config, vgg_config)
 from .models import build_model
+from .numerics import cpu_info, numerics
 from .paths import write_text_atomic
 from .probes import ProbeContext, build_probe
 from .report import table as md_table
@@ -58,12 +59,11 @@ KINDS = {  # name -> (arch family, normalization)
 # The machine
 
 def machine() -> dict:
-    from .cache import cpu_info
     info = cpu_info()
     return {"cpu": info["model"] or platform.processor() or "", "vendor": info["vendor"], "cores": os.cpu_count(),
             "threads": torch.get_num_threads(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "mkldnn": torch.backends.mkldnn.is_available()}
+            "mkldnn": torch.backends.mkldnn.is_available(), "numerics": numerics()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -458,9 +458,9 @@ def report_tables(b: dict, current_build: dict | None = None) -> dict[str, str]:
         rows.append([f"`{k}`", f"{1e3 * c['plain_step_s']:.1f}"]
                     + [f"{c['x_plain'][col]:.2f} × {c['calls_per_run'].get(col, 0)}" if col in c["x_plain"] else "–"
                        for col in cols]
-                    + [f"{c['ratio_estimated']:.2f}", f"{meas:.2f}" if meas else "–"])
+                    + [f"{c['ratio_estimated']:.2f}" + (f" ({meas:.2f})" if meas else "")])
     t["components"] = md_table(["run kind", "plain step (ms)", "data gather", "activations", "ICS", "landscape",
-                                 "sharpness", "evaluation", "instrumented / plain (estimated)", "(measured)"], rows)
+                                 "sharpness", "evaluation", "instrumented / plain: estimated (measured)"], rows)
     f = b["flops"]
     t["flops"] = md_table(["run kind", "GFLOP per step", "achieved GFLOP/s", "matmul peak GFLOP/s", "fraction of peak"],
                            [[f"`{k}`", f"{v['flops_per_step'] / 1e9:.2f}", f"{v['achieved_flops_per_s'] / 1e9:.1f}",
@@ -480,9 +480,11 @@ def report_tables(b: dict, current_build: dict | None = None) -> dict[str, str]:
     def cell(r, k):
         v = r.get("chapters", {}).get(k, r.get(k))
         return f"{v:.0f}" if isinstance(v, (int, float)) else "–"
-    t["build"] = md_table(["build", "started", "runs trained / cached", *[f"{k} (s)" for k in stages]],
-                           [[name, r.get("started", "?"), f"{r.get('runs_trained', '?')} / {r.get('runs_cached', '?')}",
-                             *[cell(r, k) for k in stages]] for name, r in builds]) if builds else \
+    t["build"] = md_table(["stage", *[name for name, _ in builds]],          # one column per build: it fits the page
+                           [["started", *[r.get("started", "?") for _, r in builds]],
+                            ["runs trained / cached", *[f"{r.get('runs_trained', '?')} / {r.get('runs_cached', '?')}"
+                                                        for _, r in builds]],
+                            *[[f"{k} (s)", *[cell(r, k) for _, r in builds]] for k in stages]]) if builds else \
         "No build of this profile has been recorded on this machine yet."
     return t
 

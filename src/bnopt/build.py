@@ -28,6 +28,7 @@ from unittest import mock
 import yaml
 
 from . import claims
+from .numerics import numerics
 from .paths import repo_root, write_text_atomic
 from .progress import close_files, message
 
@@ -384,7 +385,7 @@ def run_status(per_chapter: dict[str, list], keys: list[str] | None = None) -> d
             if stem in READS_WEIGHTS and cfg.save_state and meta.get("weights_dropped"):
                 st["weightless"].append(cfg)
             name = meta.get("device_name") or meta.get("device") or "unknown device"
-            if name == "cpu" and meta.get("numerics"):       # on a CPU, what sets the rounding (cache.numerics)
+            if name == "cpu" and meta.get("numerics"):       # on a CPU, what sets the rounding (bnopt.numerics)
                 name = f"CPU ({meta['numerics']})"
             st["devices"][name] = st["devices"].get(name, 0) + 1
     return out
@@ -586,6 +587,7 @@ def main(argv=None) -> int:
         if fallback and fallback not in profiles(root):
             raise BuildError(f"--fallback {fallback!r}: allowed: none, {', '.join(profiles(root))}")
         t0 = time.perf_counter()
+        print(f"[build] numerics in force (what sets the CPU's rounding, bnopt.numerics): {numerics()}", flush=True)
         timings = stage_book(root, Path(a.stage).resolve(), a.profile, a.only, train, fallback,
                              fallback_train=a.train != "no")
         t1 = time.perf_counter()

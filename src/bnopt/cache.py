@@ -93,6 +93,20 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+TIMING_FIELDS = ("wall_time_s", "meta")   # how long a run took and where it came from: not what it computed
+
+
+def result_digest(result: dict) -> str:
+    """SHA-256 of what a run computed: every tensor's bits and every number of its result, without its timing
+    and provenance (TIMING_FIELDS). Two runs with the same digest followed the same trajectory bit for bit."""
+    structure, buffers = pack({k: v for k, v in result.items() if k not in TIMING_FIELDS})
+    h = hashlib.sha256(repr(structure).encode())
+    for name in sorted(buffers):
+        h.update(name.encode())
+        h.update(buffers[name].contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def git_commit() -> str:
     root = repo_root()
     if root is None:
@@ -106,27 +120,6 @@ def git_commit() -> str:
         return (commit or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def cpu_info() -> dict:
-    """{'model': ..., 'vendor': ...} of this machine's CPU from /proc/cpuinfo ('' where it cannot be read)."""
-    out = {"model": "", "vendor": ""}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            for key, field in (("model", "model name"), ("vendor", "vendor_id")):
-                if line.startswith(field) and not out[key]:
-                    out[key] = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return out
-
-
-def numerics() -> str:
-    """What sets a CPU run's rounding, beyond its config and thread count: the CPU vendor and the vector ISA that
-    PyTorch's kernels use, and the PyTorch build. Two machines that differ here follow different SGD trajectories
-    from the same seed (seed-to-seed noise in every aggregate), e.g. 'AuthenticAMD AVX2, torch 2.14.1+cu130'.
-    Every run records it in its meta."""
-    return f"{cpu_info()['vendor'] or 'unknown vendor'} {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
 
 
 def library_versions() -> dict:
@@ -148,6 +141,11 @@ class RunCache:
 
     def path(self, key: str) -> Path:
         return self.root / key
+
+    def checkpoint_path(self, key: str) -> Path:
+        """Where the run `key` keeps its checkpoint while it trains (bnopt.train.Checkpoints); removed once the run
+        is saved. Beside the entries, in a folder the cache's listing and its stale-scratch cleanup skip."""
+        return self.root / ".checkpoints" / f"{key}.pt"
 
     def meta(self, key: str) -> dict:
         """An entry's meta.json (provenance, without loading its result)."""

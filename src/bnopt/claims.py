@@ -219,17 +219,26 @@ def build_line(records: dict[str, dict]) -> str:
 
 
 def ledger_rows(records: dict[str, dict]) -> list[list[str]]:
-    """One row per claim of the catalogue: claim, who makes it, where, our measurement, scale, verdict, evidence."""
+    """One compact row per claim of the catalogue (LEDGER_HEADER): the claim, where the paper (or who else) makes
+    it, the verdict, the effect with its seeds, and the link to the evidence. The measurement in words and the
+    scale are in `ledger_details`, one click away, so that the verdict column fits the page."""
     rows = []
     for c in CLAIMS:
         r = records.get(c.id)
+        where = c.source if c.by == "paper" else f"{c.source}; {c.by}"
         link = f"{{ref}}`{c.chapter} <{c.ref}>`"
-        if r is None:
-            rows.append([c.text, c.by, c.source, "not measured in this build", "", "—", link])
-        else:
-            rows.append([c.text, c.by, c.source, f"{r['measurement']} ({r['evidence']})", r["scale"],
-                         f"**{r['verdict']}**", link])
+        rows.append([c.text, where, "not measured" if r is None else f"**{r['verdict']}**",
+                     "—" if r is None else r["evidence"], link])
     return rows
 
 
-LEDGER_HEADER = ["claim", "by", "paper", "our measurement (seeds, spread)", "scale", "verdict", "evidence"]
+def ledger_details(records: dict[str, dict]) -> str:
+    """A collapsed block (MyST dropdown) with every measured claim's measurement in words (seeds, spread) and the
+    scale of its runs: the text the compact ledger rows leave out."""
+    items = [f"- **{c.text}** ({c.source}): {r['measurement']}. *Scale:* {r['scale']}."
+             for c in CLAIMS if (r := records.get(c.id))]
+    return (":::{dropdown} Every measurement in words, with its seeds, spread and scale\n"
+            + ("\n".join(items) or "No claim was measured in this build.") + "\n:::")
+
+
+LEDGER_HEADER = ["claim", "paper", "verdict", "effect (seed pairs)", "evidence"]

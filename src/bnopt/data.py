@@ -334,6 +334,14 @@ class BatchSampler:
         self._pos += self.batch_size
         return idx
 
+    def state(self) -> dict:
+        """Everything the next batches depend on (for a checkpoint)."""
+        return {"gen": self.gen.get_state(), "perm": self._perm, "pos": self._pos}
+
+    def load_state(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+        self._perm, self._pos = state["perm"], int(state["pos"])
+
     def batch(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.next_indices()
         dev_idx = idx.to(split.x.device)

@@ -85,21 +85,28 @@ def _init_worker(threads: int) -> None:
         pass
 
 
-def _run_one(cfg_dict: dict, log_dir: str) -> dict:
+def _run_one(cfg_dict: dict, log_dir: str, stop_at: float | None = None) -> dict:
     """Worker body: train (or find) one config; on failure write the traceback to a log and re-raise
-    a message that names it."""
+    a message that names it. Past `stop_at` (time.time()) a run does not start, and one in flight checkpoints
+    and stops: {'stopped': True, 'step': the step it resumes from}."""
     from .runs import describe, run
+    from .train import RunStopped
 
     cfg = RunConfig.from_dict(cfg_dict)
     t0 = time.perf_counter()
+    if stop_at is not None and time.time() >= stop_at:
+        return {"key": None, "stopped": True, "step": None, "wall_time_s": 0.0, "from_cache": False}
     try:
-        result = run(cfg)
+        result = run(cfg, stop_at=stop_at)
+    except RunStopped as e:
+        return {"key": None, "stopped": True, "step": e.step, "wall_time_s": time.perf_counter() - t0,
+                "from_cache": False}
     except BaseException as e:
         log = Path(log_dir) / f"failed-{int(time.time())}-{os.getpid()}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"{describe(cfg)}\n{canonical_json(cfg_dict)}\n\n{traceback.format_exc()}")
         raise RunFailed(f"{describe(cfg)}: {type(e).__name__}: {e} (log: {log})") from None
-    return {"key": result["meta"]["key"], "wall_time_s": time.perf_counter() - t0,
+    return {"key": result["meta"]["key"], "stopped": False, "wall_time_s": time.perf_counter() - t0,
             "from_cache": result["meta"].get("from_cache", False)}
 
 
@@ -154,9 +161,12 @@ class RunsMissing(RuntimeError):
 
 
 def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | None = None,
-           executor=None, label: str = "runs", train: bool = True, keys: list[str] | None = None) -> dict:
+           executor=None, label: str = "runs", train: bool = True, keys: list[str] | None = None,
+           stop_at: float | None = None) -> dict:
     """Train every config not in the cache, `workers` at a time, longest first. Returns a summary
-    {'trained': n, 'cached': n, 'wall_s': s, 'workers': w, 'threads': t}. Raises RunFailed naming
+    {'trained': n, 'cached': n, 'stopped': n, 'wall_s': s, 'workers': w, 'threads': t}. With `stop_at`
+    (time.time()), runs still waiting then do not start and runs in flight checkpoint and stop ('stopped'; a
+    later call resumes them); 'trained' counts only the runs that finished. Raises RunFailed naming
     every failed config (the others still finish and stay cached), and RunsMissing (before anything
     trains) when runs are missing and `train` is False. `keys`: the configs' `config_keys`, when the caller
     has them (computing them prepares every dataset once)."""
@@ -165,7 +175,7 @@ def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | 
         raise RunsMissing(todo)
     workers = workers or default_workers()
     threads = threads or default_threads(workers)
-    summary = {"trained": len(todo), "cached": n_cached, "wall_s": 0.0, "workers": workers,
+    summary = {"trained": len(todo), "cached": n_cached, "stopped": 0, "wall_s": 0.0, "workers": workers,
                "threads": threads}
     if not todo:
         return summary
@@ -179,14 +189,14 @@ def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | 
     pool = local_pool(workers, threads) if own else executor
     failures = []
     try:
-        futures = {pool.submit(_run_one, cfg.to_dict(), log_dir) for cfg in todo}
+        futures = {pool.submit(_run_one, cfg.to_dict(), log_dir, stop_at) for cfg in todo}
         done = 0
         while futures:
             finished, futures = wait(futures, return_when=FIRST_COMPLETED)
             for f in finished:
                 done += 1
                 try:
-                    f.result()
+                    summary["stopped"] += f.result().get("stopped", False)
                 except RunFailed as e:
                     failures.append(str(e))
                 message(f"{label}: {done}/{len(todo)} runs finished ({time.perf_counter() - t0:.0f}s)")
@@ -194,6 +204,7 @@ def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | 
         if own:
             pool.shutdown(wait=True, cancel_futures=True)
     summary["wall_s"] = time.perf_counter() - t0
+    summary["trained"] -= summary["stopped"]
     if failures:
         raise RunFailed(f"{len(failures)} of {len(todo)} runs failed:\n" + "\n".join(failures))
     return summary

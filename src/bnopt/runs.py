@@ -10,11 +10,19 @@ import time
 
 import torch
 
-from .cache import RunCache, git_commit, library_versions, numerics
+from .cache import RunCache, git_commit, library_versions
 from .config import RunConfig, canonical_json
 from .data import Task, prepare
+from .numerics import numerics
 from .progress import message
-from .train import resolve_device, train
+from .train import Checkpoints, resolve_device, train
+
+# When a run checkpoints (bnopt.train.Checkpoints): at the first multiple of CHECKPOINT_EVERY steps after each
+# CHECKPOINT_INTERVAL_S seconds of training. A killed run resumes from its last checkpoint and loses at most about a
+# minute; a run shorter than that (every quick run but a few) never writes one. A save of a DLN run's state with all
+# its probe records (1.7 MB) takes a few tens of milliseconds.
+CHECKPOINT_EVERY = 100
+CHECKPOINT_INTERVAL_S = 60.0
 
 _TASKS: dict[str, Task] = {}   # data already on a device, per process
 
@@ -37,9 +45,12 @@ def describe(cfg: RunConfig) -> str:
 
 
 def run(cfg: RunConfig, *, device: str | torch.device | None = None, force: bool = False,
-        cache: RunCache | None = None) -> dict:
+        cache: RunCache | None = None, checkpoint_every: int | None = CHECKPOINT_EVERY,
+        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S, stop_at: float | None = None) -> dict:
     """Return the run's result from the cache, or train it and cache it. result['meta'] holds its
-    provenance (config key, git commit, versions, device, wall time, whether it came from cache)."""
+    provenance (config key, git commit, versions, device, wall time, whether it came from cache). While it
+    trains, the run checkpoints at the first multiple of `checkpoint_every` steps (None: never) after each
+    `checkpoint_interval_s` seconds, and resumes from its checkpoint when an earlier attempt was killed. At `stop_at` (time.time()) it checkpoints and raises train.RunStopped."""
     device = resolve_device(device)
     cache = cache or RunCache()
     task = get_task(cfg, device)
@@ -50,15 +61,20 @@ def run(cfg: RunConfig, *, device: str | torch.device | None = None, force: bool
         if hit is not None:
             hit["meta"]["from_cache"] = True
             return hit
-    message(f"training {describe(cfg)} [{key}] on {device}")
+    every = checkpoint_every or (cfg.optim.steps if stop_at is not None else None)   # a stop needs a checkpoint
+    ckpt = Checkpoints(cache.checkpoint_path(key), every, checkpoint_interval_s) if every else None
+    resumed = " (resuming from its checkpoint)" if ckpt and ckpt.path.is_file() else ""
+    message(f"training {describe(cfg)} [{key}] on {device}{resumed}")
     t0 = time.time()
-    result = train(cfg, task=task, device=device, label=describe(cfg))
+    result = train(cfg, task=task, device=device, label=describe(cfg), checkpoints=ckpt, stop_at=stop_at)
     meta = {"git_commit": git_commit(), "versions": library_versions(), "device": result["device"],
             "device_name": result["device_name"], "wall_time_s": result["wall_time_s"],
             "threads": torch.get_num_threads(), "numerics": numerics(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
             "description": describe(cfg)}
     result["meta"] = {**cache.save(key, material, result, meta), "from_cache": False}
+    if ckpt:
+        ckpt.path.unlink(missing_ok=True)
     return result
 
 

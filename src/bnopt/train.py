@@ -3,18 +3,27 @@
 `train(cfg)` runs one configuration and returns a result dict of tensors and numbers (what the run
 cache stores). A run whose loss becomes non-finite or blows up stops there and is recorded as
 diverged, never raised: at LR 0.5 the paper's network without BN does not train, and the book shows it.
+
+Given `Checkpoints`, a run saves its whole state (weights, optimizer, every random stream, the records so far,
+the step) every `every` steps, atomically, and a later call with the same checkpoint path resumes from it: the
+result is bit-identical to an uninterrupted run on the same machine and numerics (tested by killing a run).
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .config import OptimConfig, RunConfig
+from .cache import pack, unpack
+from .config import OptimConfig, RunConfig, config_hash
 from .data import BatchSampler, Split, Task, prepare
 from .models import build_model
 from .probes import ProbeContext, build_probe, full_precision
@@ -129,8 +138,76 @@ class WeightsMissing(LookupError):
     """A run's result holds no final weights, and the trained network was asked for."""
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where a run keeps its checkpoint, and when it writes it: at a step that is a multiple of `every`, once at
+    least `min_interval_s` seconds have passed since the run started or last saved. A killed run loses at most
+    about `min_interval_s` plus `every` steps; a run shorter than `min_interval_s` never writes one."""
+    path: Path
+    every: int
+    min_interval_s: float = 0.0
+
+    def __post_init__(self):
+        if int(self.every) < 1:
+            raise ValueError(f"Checkpoints.every={self.every!r}: it must be a whole number of steps, at least 1")
+        if not self.min_interval_s >= 0:
+            raise ValueError(f"Checkpoints.min_interval_s={self.min_interval_s!r}: it must be 0 or more seconds")
+
+
+class RunStopped(Exception):
+    """A run reached its `stop_at` time: it saved its checkpoint at `step` and stopped (a later call resumes it)."""
+
+    def __init__(self, step: int, path: Path):
+        super().__init__(f"stopped at step {step}; its checkpoint is {path}")
+        self.step, self.path = step, path
+
+
+def _rng_states(device: torch.device) -> dict:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["cpu"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write `state` (tensors packed into one buffer per dtype) to `path` atomically: a temporary file in the same
+    folder, then one rename, so a kill at any moment leaves the previous checkpoint or the new one, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    structure, buffers = pack(state)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buf = io.BytesIO()
+    torch.save({"__packed__": structure, "buffers": buffers}, buf)
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, run_id: str) -> dict | None:
+    """The state saved at `path` for the run `run_id`, or None (no checkpoint; or an unreadable one, or one of
+    another run: both are reported and ignored, and the run starts from step 0)."""
+    if not path.is_file():
+        return None
+    try:
+        raw = torch.load(path, weights_only=True)
+        state = unpack(raw["__packed__"], raw["buffers"])
+        if state["run_id"] != run_id:
+            raise ValueError(f"it belongs to run {state['run_id']}, not {run_id}")
+    except Exception as e:
+        warnings.warn(f"checkpoint {path} is not usable ({type(e).__name__}: {e}); the run starts from step 0")
+        return None
+    return state
+
+
 def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device | None = None,
-          label: str = "run") -> dict:
+          label: str = "run", checkpoints: Checkpoints | None = None, stop_at: float | None = None) -> dict:
+    """Train `cfg` and return its result. With `checkpoints`, save the run's state every `checkpoints.every` steps
+    and resume from a saved one. With `stop_at` (a time.time() value; needs `checkpoints`), the first step that
+    ends after it saves the state and raises RunStopped."""
+    if stop_at is not None and checkpoints is None:
+        raise ValueError("stop_at needs checkpoints: a run stopped without one would lose every step it made")
     device = resolve_device(device)
     autocast = set_precision(cfg.precision, device)
     steps = cfg.optim.steps
@@ -159,9 +236,31 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
             for metric, value in evaluate(model, split, loss_fn).items():
                 evals.setdefault(f"{name}_{metric}", []).append(value)
 
-    t0 = time.perf_counter()
+    start, elapsed = 0, 0.0
+    run_id = config_hash(cfg.key_dict())
+    saved = load_checkpoint(checkpoints.path, run_id) if checkpoints else None
+    if saved is not None:                 # resume: every piece of state the loop below reads or writes
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sampler.load_state(saved["sampler"])
+        _set_rng_states(saved["rng"])
+        start, elapsed, limit, checked = saved["step"], saved["elapsed_s"], saved["limit"], saved["checked"]
+        losses[:start] = saved["train_loss"][:start].to(device)
+        if classify:
+            accs[:start] = saved["train_acc"][:start].to(device)
+        evals, probe_records = saved["evals"], saved["probes"]
+        progress.update(start, lambda: {"resumed": start})
+
+    def save_state(step: int) -> None:
+        save_checkpoint(checkpoints.path, {
+            "run_id": run_id, "step": step, "elapsed_s": elapsed + time.perf_counter() - t0, "limit": limit,
+            "checked": checked, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "sampler": sampler.state(), "rng": _rng_states(device), "train_loss": losses[:step].cpu(),
+            "train_acc": accs[:step].cpu() if classify else None, "evals": evals, "probes": probe_records})
+
+    t0 = last_save = time.perf_counter()
     model.train()
-    for t in range(steps):
+    for t in range(start, steps):
         x, y = sampler.batch(task.train)
         for spec, probe in probes:
             if spec.due(t):
@@ -182,6 +281,14 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
         if cfg.eval_every and (t + 1) % cfg.eval_every == 0 and t + 1 < steps:
             run_evals(t + 1)
         progress.update(t + 1, lambda t=t: {"loss": float(losses[t])})
+        if checkpoints and t + 1 < steps:
+            if stop_at is not None and time.time() >= stop_at:
+                save_state(t + 1)
+                progress.done(f"stopped at step {t + 1} (time budget); resumes from its checkpoint")
+                raise RunStopped(t + 1, checkpoints.path)
+            if (t + 1) % checkpoints.every == 0 and time.perf_counter() - last_save >= checkpoints.min_interval_s:
+                save_state(t + 1)
+                last_save = time.perf_counter()
 
     if diverged_at >= 0:
         keep = [i for i, s in enumerate(evals["step"]) if s <= diverged_at]
@@ -195,7 +302,7 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
         progress.done("done")
     if device.type == "cuda":
         torch.cuda.synchronize()
-    wall = time.perf_counter() - t0
+    wall = elapsed + time.perf_counter() - t0
     return {
         "steps": steps,
         "steps_done": diverged_at if diverged_at >= 0 else steps,

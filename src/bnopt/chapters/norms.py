@@ -267,7 +267,7 @@ def pooled(per_variant: list, cap: float | None = None) -> np.ndarray:
     against one reference seed counts once however many variants there are. A censored value (inf) counts
     at `cap`, a bound; a seed censored in every variant stays inf (censored).
 
-    >>> pooled([[1.0, 4.0], [4.0, 1.0]]).tolist()
+    >>> pooled([[1.0, 4.0], [4.0, 1.0]]).round(9).tolist()     # exp and log round by the CPU's ISA: compare to 1e-9
     [2.0, 2.0]
     >>> pooled([[50.0, np.inf], [200.0, np.inf]], cap=200.0).round(9).tolist()
     [100.0, inf]
