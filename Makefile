@@ -3,6 +3,7 @@
 #   make test                                                           -> pytest
 #   make check-book                                                     -> the built book, tested in a browser
 #   make bench [QUICK=1]     cost of a run and of each probe on this machine -> data/bench/*.json
+#   make campaign PROFILE=narrow BUDGET=150m [WORKERS=1]   train in priority order, export a new bundle
 #   BNOPT_ISA=avx2|native     the CPU instruction set every target pins (default avx2: the same bits on every machine)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -29,9 +30,9 @@ export BNOPT_ISA
 # The machine's pip config adds local indexes that print one warning per package: keep logs readable.
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: book test check-book bench env clean clean-runs help
+.PHONY: book test check-book bench campaign env clean clean-runs help
 help:
-	@sed -n 1,5p Makefile
+	@sed -n 1,7p Makefile
 
 $(VENV)/.installed: requirements-lock.txt pyproject.toml
 	@echo "[make] creating $(VENV) from requirements-lock.txt"
@@ -69,6 +70,13 @@ check-book: $(VENV)/.installed
 QUICK ?=
 bench: $(VENV)/.installed
 	$(PY) -m bnopt.bench --profile $(PROFILE) $(if $(filter 1 yes true,$(QUICK)),--quick,)
+
+# The training campaign (bnopt.campaign): the profile's missing runs in priority order within BUDGET, then a new
+# results bundle under results/<profile>/ (run it from a separate worktree at a fixed commit)
+BUDGET ?= 150m
+WORKERS ?= 1
+campaign: $(VENV)/.installed
+	$(PY) -m bnopt.campaign --profile $(PROFILE) --budget $(BUDGET) --workers $(WORKERS)
 
 clean:
 	rm -rf _build _stage

@@ -82,3 +82,17 @@ def test_run_throughput_reads_each_cached_run_against_the_peak_of_its_precision(
     assert row["flop_per_step"] == 2 * N * d ** 2 * (3 * L - 1)
     assert row["achieved_flop_s"] == pytest.approx(row["flop_per_step"] * 5 / meta["wall_time_s"])
     assert row["fraction_of_peak"] == pytest.approx(row["achieved_flop_s"] / 1e9)      # a CPU run: the fp32 peak
+
+
+def test_run_seconds_adds_each_probe_call_and_evaluation_of_the_runs_own_schedule():
+    from bnopt.config import ProbeSpec, vgg_config
+    b = {"settings": {"width": 0.125, "batch_size": 128},
+         "components": {"vgg": {"plain_step_s": 0.01, "x_plain": {"ics": 5.0, "landscape": 4.0, "eval": 30.0}}}}
+    cfg = vgg_config(**{"model.width": 0.125, "optim.steps": 1000, "eval_every": 500,
+                        "probes": [ProbeSpec("ics", every=100), ProbeSpec("landscape", every=500, extra=[50])]})
+    # 1000 steps + 10 ICS calls x 5 + 3 landscape calls x 4 + 2 evaluations x 30, at 10 ms a step
+    assert bench.run_seconds(cfg, b) == pytest.approx(0.01 * (1000 + 10 * 5 + 3 * 4 + 2 * 30))
+    wider = cfg.replace(**{"model.width": 0.25, "optim.batch_size": 64})       # width squared, batch linear
+    assert bench.run_seconds(wider, b) == pytest.approx(bench.run_seconds(cfg, b) * 4 / 2)
+    assert bench.run_seconds(cfg.replace(**{"model.norm": "batch"}), b) is None   # a kind the bench did not measure
+    assert bench.run_seconds(cfg, None) is None

@@ -99,7 +99,11 @@ def test_key_is_stable():
     # fields added later (KEY_DEFAULTS) leave the key of a config that does not use them unchanged
     probed = RunConfig(probes=[ProbeSpec("ics", every=50)])
     assert "start" not in probed.key_dict()["probes"][0] and "eval_test" not in probed.key_dict()["data"]
+    assert "extra" not in probed.key_dict()["probes"][0]
     assert RunConfig.from_dict(probed.key_dict()) == probed == RunConfig.from_dict(probed.to_dict())
+    early = RunConfig(probes=[ProbeSpec("ics", every=50, extra=[25, 10])])
+    assert early.key_dict()["probes"][0]["extra"] == [10, 25] and config_hash(early.key_dict()) != config_hash(probed.key_dict())
+    assert RunConfig.from_dict(early.key_dict()) == early
 
 
 def test_replace_rejects_unknown_fields():

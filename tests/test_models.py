@@ -110,3 +110,11 @@ def test_vgg_batchnorm_matches_functional_batch_norm():
     manual = (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
     out = bn(x)
     assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(out, manual, atol=1e-5)
+
+
+def test_a_dln_takes_its_normalizations_options_on_its_hidden_layers_only():
+    """The output layer has no normalization, so the options (e.g. group norm's min_group_size) reach only the
+    hidden layers' norms: 10 features in groups of at least 4 are 2 groups of 5."""
+    m = build_model(ModelConfig(arch="dln", depth=4, dim=10, norm="group", norm_kwargs={"min_group_size": 4}))
+    norms = [b.norm for b in m.blocks]
+    assert [n.num_groups for n in norms[:-1]] == [2, 2, 2] and isinstance(norms[-1], torch.nn.Identity)

@@ -141,7 +141,7 @@ def component_costs(kind: str, s: dict, reps: int, probe_reps: int, eval_fractio
     evaluation is timed on that fraction of each split's images and scaled up (its cost is linear
     in the number of images: one forward pass per chunk)."""
     cfg, model, task, opt, sampler, loss_fn = _setup(kind, s)
-    probes = {spec.name: build_probe(spec.name, model, **spec.kwargs) for spec in cfg.probes}
+    probes = {spec.record: build_probe(spec.name, model, **spec.kwargs) for spec in cfg.probes}
     x, y = sampler.batch(task.train)
     inner = 10 if cfg.model.arch == "dln" else 3
 
@@ -170,7 +170,7 @@ def component_costs(kind: str, s: dict, reps: int, probe_reps: int, eval_fractio
         med["eval"] *= scale
     plain = med["step"]
     steps = cfg.optim.steps
-    calls = {spec.name: len(spec.steps(steps)) for spec in cfg.probes}
+    calls = {spec.record: len(spec.steps(steps)) for spec in cfg.probes}
     if task.evals:
         calls["eval"] = math.ceil(steps / cfg.eval_every) if cfg.eval_every else 1   # + the final one
     return {"kind": kind, "config": describe_kind(cfg), "plain_step_s": plain, "eval_fraction": eval_fraction,
@@ -178,6 +178,14 @@ def component_costs(kind: str, s: dict, reps: int, probe_reps: int, eval_fractio
             "calls_per_run": calls, "steps_per_run": steps,
             "share_of_run": {k: med[k] * n / (plain * steps) for k, n in calls.items()},
             "ratio_estimated": run_ratio(med, calls, steps)}
+
+
+def saved_bench() -> dict | None:
+    """This machine's saved bench (the full one if there is one, else the quick one), or None."""
+    for quick in (False, True):
+        if default_out(quick).exists():
+            return json.loads(default_out(quick).read_text())
+    return None
 
 
 def run_seconds(cfg: RunConfig, b: dict | None) -> float | None:
@@ -196,7 +204,14 @@ def run_seconds(cfg: RunConfig, b: dict | None) -> float | None:
     c = b.get("components", {}).get(kind)
     if not c:
         return None
-    return cfg.optim.steps * c["plain_step_s"] * c.get("ratio_estimated", 1.0) * scale
+    x = c.get("x_plain")
+    if not x:                                   # an older bench: the kind's ratio at the bench's own cadence
+        return cfg.optim.steps * c["plain_step_s"] * c.get("ratio_estimated", 1.0) * scale
+    steps = cfg.optim.steps                     # this run's own schedule: its probes' calls, its evaluations
+    units = steps + sum(len(p.steps(steps)) * x.get(p.name, 0.0) for p in cfg.probes)
+    if cfg.data.eval_test or cfg.data.eval_train_subset:
+        units += (math.ceil(steps / cfg.eval_every) if cfg.eval_every else 1) * x.get("eval", 0.0)
+    return units * c["plain_step_s"] * scale
 
 
 def run_ratio(seconds: dict, calls: dict, steps: int) -> float:

@@ -325,13 +325,9 @@ FALLBACK = "quick"
 
 def missing_runs_text(configs: list, profile: str, shown: int = 25) -> str:
     """The runs a build lacks, with a cost estimate from this machine's saved bench where there is one."""
-    from .bench import default_out, run_seconds
+    from .bench import run_seconds, saved_bench
     from .runs import describe
-    bench = None
-    for quick in (False, True):
-        if default_out(quick).exists():
-            bench = json.loads(default_out(quick).read_text())
-            break
+    bench = saved_bench()
     est = [run_seconds(c, bench) for c in configs]
     lines = [f"  {describe(c)}, {c.optim.steps:,} steps" + (f", about {e / 3600:.1f} h on one core here" if e else "")
              for c, e in list(zip(configs, est))[:shown]]

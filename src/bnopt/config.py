@@ -129,6 +129,8 @@ class ProbeSpec:
     every: int = 100             # run before every `every`-th optimizer step after `start`
     kwargs: dict = field(default_factory=dict)
     start: int = 0               # the first step measured (0: before any update)
+    extra: list = field(default_factory=list)   # further steps measured besides the cadence (e.g. densely early)
+    label: str = ""              # the name its records go under (default: `name`); two probes of one kind need two
 
     def __post_init__(self):
         from .probes import PROBES
@@ -136,22 +138,34 @@ class ProbeSpec:
         _int(f"probes[{self.name}].every", self.every, 1)
         _type(f"probes[{self.name}].kwargs", self.kwargs, dict, "a dict")
         _int(f"probes[{self.name}].start", self.start, 0)
+        _type(f"probes[{self.name}].extra", self.extra, list, "a list of steps")
+        for i, s in enumerate(self.extra):
+            _int(f"probes[{self.name}].extra[{i}]", s, 0)
+        self.extra = sorted(set(int(s) for s in self.extra))
+        _type(f"probes[{self.name}].label", self.label, str, "a string")
 
-    def steps(self, total: int) -> range:
+    @property
+    def record(self) -> str:
+        """The key of this probe's records in a run's result ('probes')."""
+        return self.label or self.name
+
+    def steps(self, total: int) -> list[int]:
         """The steps measured in a run of `total` steps (each before that step's update).
 
-        >>> list(ProbeSpec("ics", every=40).steps(120)), list(ProbeSpec("ics", every=40, start=30).steps(120))
+        >>> ProbeSpec("ics", every=40).steps(120), ProbeSpec("ics", every=40, start=30).steps(120)
         ([0, 40, 80], [30, 70, 110])
+        >>> ProbeSpec("sharpness", every=500, extra=[50, 25, 100, 1000]).steps(1200)     # dense early, then the cadence
+        [0, 25, 50, 100, 500, 1000]
         """
-        return range(self.start, total, self.every)
+        return sorted(set(range(self.start, total, self.every)) | {s for s in self.extra if s < total})
 
     def due(self, step: int) -> bool:
         """Whether step `step` is measured (the membership test of `steps`, without a run length)."""
-        return step >= self.start and (step - self.start) % self.every == 0
+        return step >= self.start and (step - self.start) % self.every == 0 or step in self.extra
 
 
 # Fields added after cache version 2, left out of the cache key while at these defaults (RunConfig.key_dict).
-KEY_DEFAULTS = (("probes", "start", 0), ("data", "eval_test", True))
+KEY_DEFAULTS = (("probes", "start", 0), ("data", "eval_test", True), ("probes", "extra", []), ("probes", "label", ""))
 
 
 @dataclass
@@ -174,6 +188,10 @@ class RunConfig:
         _type("probes", self.probes, list, "a list of ProbeSpec")
         for p in self.probes:
             _type("probes[...]", p, ProbeSpec, "a ProbeSpec")
+        records = [p.record for p in self.probes]
+        if len(records) != len(set(records)):
+            raise ConfigError(f"probes: two probes record under one name {sorted(r for r in set(records) if records.count(r) > 1)}"
+                              f"; give one a label (ProbeSpec(..., label='...'))")
         _int("seed", self.seed, 0)
         _int("eval_every", self.eval_every, 0)
         _num("divergence_factor", self.divergence_factor, gt=1)

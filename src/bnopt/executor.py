@@ -162,14 +162,17 @@ class RunsMissing(RuntimeError):
 
 def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | None = None,
            executor=None, label: str = "runs", train: bool = True, keys: list[str] | None = None,
-           stop_at: float | None = None) -> dict:
-    """Train every config not in the cache, `workers` at a time, longest first. Returns a summary
+           stop_at: float | None = None, order: str = "longest") -> dict:
+    """Train every config not in the cache, `workers` at a time, longest first (order='given': in the order of
+    `configs`, e.g. a campaign's priority order). Returns a summary
     {'trained': n, 'cached': n, 'stopped': n, 'wall_s': s, 'workers': w, 'threads': t}. With `stop_at`
     (time.time()), runs still waiting then do not start and runs in flight checkpoint and stop ('stopped'; a
     later call resumes them); 'trained' counts only the runs that finished. Raises RunFailed naming
     every failed config (the others still finish and stay cached), and RunsMissing (before anything
     trains) when runs are missing and `train` is False. `keys`: the configs' `config_keys`, when the caller
     has them (computing them prepares every dataset once)."""
+    if order not in ("longest", "given"):
+        raise ValueError(f"order={order!r}; choose 'longest' or 'given'")
     todo, n_cached = plan(configs, keys)
     if todo and not train:
         raise RunsMissing(todo)
@@ -180,7 +183,8 @@ def ensure(configs: list[RunConfig], workers: int | None = None, threads: int | 
     if not todo:
         return summary
     from .paths import data_home
-    todo.sort(key=estimated_cost, reverse=True)
+    if order == "longest":
+        todo.sort(key=estimated_cost, reverse=True)
     log_dir = str(data_home() / "runs" / ".logs")
     message(f"{label}: {len(todo)} runs to train ({n_cached} cached) on {workers} worker(s) x "
             f"{threads} thread(s)")

@@ -53,9 +53,10 @@ BOOK_PROBES = ("activations", "ics", "landscape", "sharpness")
 
 
 def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas,
-                only=BOOK_PROBES, hessian_iters: int = HESSIAN_ITERS) -> list[ProbeSpec]:
+                only=BOOK_PROBES, hessian_iters: int = HESSIAN_ITERS, curvature_extra=()) -> list[ProbeSpec]:
     """Activation samples, ICS (Definition 2.1, every layer), the landscape along the gradient, all
-    every `probe_every` steps; the top Hessian eigenvalue every `curvature_every` steps (0 = never).
+    every `probe_every` steps; the top Hessian eigenvalue every `curvature_every` steps (0 = never) and
+    at the steps `curvature_extra` besides (densely early, where the loss falls fastest).
 
     The reference runs of every chapter (VGG at the reference LR, DLN at the reference LR) carry all
     of them, so that the chapters share those runs. A run that only one chapter reads carries only
@@ -67,7 +68,8 @@ def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas,
               ProbeSpec("ics", every=probe_every),
               ProbeSpec("landscape", every=probe_every, kwargs={"etas": list(etas)})]
     if curvature_every:
-        probes.append(ProbeSpec("sharpness", every=curvature_every, kwargs={"iters": hessian_iters}))
+        probes.append(ProbeSpec("sharpness", every=curvature_every, kwargs={"iters": hessian_iters},
+                                extra=list(curvature_extra)))
     return [p for p in probes if p.name in only]
 
 
@@ -91,7 +93,7 @@ def seeded(cfg: RunConfig, seeds) -> list[RunConfig]:
 
 def vgg_base(arch: str, width: float, steps: int, batch_size: int, eval_every: int, eval_train_subset: int,
              probe_every: int, curvature_every: int, precision: str = "fp32",
-             hessian_iters: int = HESSIAN_ITERS) -> RunConfig:
+             hessian_iters: int = HESSIAN_ITERS, curvature_extra=()) -> RunConfig:
     """The book's reference VGG/CIFAR-10 run, with every probe (landscape step sizes set by `at_lr`).
     It also keeps its final weights and records the per-unit sigma_j, so that the BN-math chapter
     checks the theorems on these same runs (no training of its own)."""
@@ -100,26 +102,28 @@ def vgg_base(arch: str, width: float, steps: int, batch_size: int, eval_every: i
         "eval_every": eval_every, "data.eval_train_subset": eval_train_subset, "precision": precision,
         "save_state": True,
         "probes": book_probes(probe_every, curvature_every, VGG_RIDGE_LAYERS, VGG_ETA_MULTIPLES,
-                              hessian_iters=hessian_iters) + [ProbeSpec("unit_std", every=probe_every)],
+                              hessian_iters=hessian_iters, curvature_extra=curvature_extra)
+        + [ProbeSpec("unit_std", every=probe_every)],
     })
 
 
 def dln_base(dln_steps: int, dln_probe_every: int, dln_curvature_every: int,
-             hessian_iters: int = HESSIAN_ITERS) -> RunConfig:
+             hessian_iters: int = HESSIAN_ITERS, dln_curvature_extra=()) -> RunConfig:
     """The book's deep-linear-network run (full-batch GD on 1000 fixed points), with every probe
     (landscape step sizes set by `at_lr`)."""
     return dln_config(**{"optim.steps": dln_steps, "probes": book_probes(
-        dln_probe_every, dln_curvature_every, DLN_RIDGE_LAYERS, DLN_ETA_MULTIPLES, hessian_iters=hessian_iters)})
+        dln_probe_every, dln_curvature_every, DLN_RIDGE_LAYERS, DLN_ETA_MULTIPLES, hessian_iters=hessian_iters,
+        curvature_extra=dln_curvature_extra)})
 
 
 def _vgg(params: dict) -> RunConfig:
     keys = ("arch", "width", "steps", "batch_size", "eval_every", "eval_train_subset", "probe_every",
-            "curvature_every", "precision", "hessian_iters")
+            "curvature_every", "precision", "hessian_iters", "curvature_extra")
     return vgg_base(**{k: params[k] for k in keys if k in params})
 
 
 def _dln(params: dict) -> RunConfig:
-    keys = ("dln_steps", "dln_probe_every", "dln_curvature_every", "hessian_iters")
+    keys = ("dln_steps", "dln_probe_every", "dln_curvature_every", "hessian_iters", "dln_curvature_extra")
     return dln_base(**{k: params[k] for k in keys if k in params})
 
 
@@ -129,24 +133,31 @@ def _etas(params: dict, net: str) -> tuple:
         tuple(params.get("dln_eta_multiples", DLN_ETA_MULTIPLES))
 
 
-def training_grid(lrs, norms, seeds, **params) -> dict[tuple, list[RunConfig]]:
-    """Figure 1: VGG with each normalization at each learning rate. {(norm, lr): [config per seed]}"""
+def training_grid(lrs, norms, seeds, other_seeds=None, **params) -> dict[tuple, list[RunConfig]]:
+    """Figure 1: VGG with each normalization at each learning rate. {(norm, lr): [config per seed]}: `seeds` at
+    the reference LR lrs[0], `other_seeds` (default: the same) at the others."""
     base, etas = _vgg(params), _etas(params, "vgg")
     plain = with_probes(base, ())     # only the reference LR's activations are plotted here
-    return {(norm, lr): seeded(at_lr(base if lr == lrs[0] else plain, lr, etas, **{"model.norm": norm}), seeds)
+    other = seeds if other_seeds is None else other_seeds
+    return {(norm, lr): seeded(at_lr(base if lr == lrs[0] else plain, lr, etas, **{"model.norm": norm}),
+                               seeds if lr == lrs[0] else other)
             for norm in norms for lr in lrs}
 
 
-def ics_grid(lrs, norms, noise_norms, seeds, dln_lrs, dln_seeds, **params) -> dict[tuple, list[RunConfig]]:
+def ics_grid(lrs, norms, noise_norms, seeds, dln_lrs, dln_seeds, other_seeds=None,
+             **params) -> dict[tuple, list[RunConfig]]:
     """The ICS chapter. ('vgg', norm, lr): Figs 2, 3a, 8 (noisy norms at the reference LR lrs[0]
-    only); ('dln', norm, lr): Figs 3b, 9."""
+    only); ('dln', norm, lr): Figs 3b, 9. `seeds` for standard and BN at the reference LR, `other_seeds`
+    (default: the same) for the other LRs and the noisy norms."""
     # Reference-LR runs carry every probe (shared with the other chapters); the others carry what
     # this chapter plots: ICS at every LR, activation samples of the noisy-BN runs.
     vgg, etas, dln, dln_etas = _vgg(params), _etas(params, "vgg"), _dln(params), _etas(params, "dln")
     vgg_ics, vgg_noisy = with_probes(vgg, ("ics",)), with_probes(vgg, ("activations", "ics"))
-    grid = {("vgg", n, lr): seeded(at_lr(vgg if lr == lrs[0] else vgg_ics, lr, etas, **{"model.norm": n}), seeds)
+    other = seeds if other_seeds is None else other_seeds
+    grid = {("vgg", n, lr): seeded(at_lr(vgg if lr == lrs[0] else vgg_ics, lr, etas, **{"model.norm": n}),
+                                   seeds if lr == lrs[0] else other)
             for n in norms for lr in lrs}
-    grid.update({("vgg", n, lrs[0]): seeded(at_lr(vgg_noisy, lrs[0], etas, **{"model.norm": n}), seeds)
+    grid.update({("vgg", n, lrs[0]): seeded(at_lr(vgg_noisy, lrs[0], etas, **{"model.norm": n}), other)
                  for n in noise_norms})
     dln_ics = with_probes(dln, ("ics",))
     grid.update({("dln", n, lr): seeded(at_lr(dln if lr == dln_lrs[0] else dln_ics, lr, dln_etas,
@@ -154,19 +165,30 @@ def ics_grid(lrs, norms, noise_norms, seeds, dln_lrs, dln_seeds, **params) -> di
     return grid
 
 
-def sweep_probes(cfg: RunConfig, steps: int, every: int) -> list[ProbeSpec]:
+def sweep_probes(cfg: RunConfig, steps: int, every: int, fixed_etas=None) -> list[ProbeSpec]:
     """The probes of a learning-rate sweep run of `steps` steps: the landscape along the gradient every
     `every` steps from step `every` on (after the first updates: at step 0 every LR sees the same network),
-    and the extreme Hessian eigenvalues once, at the last of those steps. None when `every` is 0.
+    and the extreme Hessian eigenvalues once, at the last of those steps. None when `every` is 0. With
+    `fixed_etas`, a second landscape probe ('landscape_fixed_eta') measures at the same step sizes at every LR,
+    so that a level that follows the LR is not read off step sizes that follow it too.
 
-    >>> [(p.name, list(p.steps(120))) for p in sweep_probes(vgg_base("vgg16", 0.125, 120, 128, 0, 0, 50, 250), 120, 30)]
+    >>> [(p.record, list(p.steps(120))) for p in sweep_probes(vgg_base("vgg16", 0.125, 120, 128, 0, 0, 50, 250), 120, 30)]
     [('landscape', [30, 60, 90]), ('sharpness', [90])]
+    >>> [(p.record, p.kwargs["etas"]) for p in sweep_probes(vgg_base("vgg16", 0.125, 120, 128, 0, 0, 50, 250), 120, 30,
+    ...                                                    fixed_etas=[0.05, 0.4]) if "etas" in p.kwargs]
+    [('landscape', [0.5, 1.0, 2.0, 4.0]), ('landscape_fixed_eta', [0.05, 0.4])]
     """
     if not every:
         return []
     last = (steps - 1) // every * every
-    return [dataclasses.replace(p, start=every, every=every) if p.name == "landscape" else
-            dataclasses.replace(p, start=last, every=steps) for p in cfg.probes if p.name in ("landscape", "sharpness")]
+    probes = [dataclasses.replace(p, start=every, every=every, extra=[]) if p.name == "landscape" else
+              dataclasses.replace(p, start=last, every=steps, extra=[])
+              for p in cfg.probes if p.name in ("landscape", "sharpness")]
+    if fixed_etas:
+        land = next(p for p in probes if p.name == "landscape")
+        probes.insert(1, dataclasses.replace(land, label="landscape_fixed_eta",
+                                             kwargs={**land.kwargs, "etas": [float(e) for e in fixed_etas]}))
+    return probes
 
 
 def weight_decay_runs(vgg: RunConfig, lr: float, etas, norms, weight_decay: float, wd_steps: int,
@@ -187,12 +209,15 @@ def weight_decay_runs(vgg: RunConfig, lr: float, etas, norms, weight_decay: floa
 
 def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, sweep_lrs, sweep_steps, sweep_seeds, dln_sweep_lrs,
                     dln_sweep_steps, sweep_probe_every=0, dln_sweep_probe_every=0, weight_decay=0.0, wd_steps=0,
-                    wd_seeds=(), **params) -> dict[tuple, list[RunConfig]]:
+                    wd_seeds=(), sweep_fixed_etas=False, **params) -> dict[tuple, list[RunConfig]]:
     """The smoothness chapter. ('vgg', norm, lr) and ('dln', norm, lr): Figs 4, 10, 11 and the
     curvature; ('vgg_sweep' | 'dln_sweep', norm, lr): short runs over a log grid of LRs that carry only
     the landscape and curvature probes (`sweep_probes`, step sizes scaled to each LR) and are read for
-    their training loss (no test-set evaluation)."""
+    their training loss (no test-set evaluation). With `sweep_fixed_etas` the sweep runs also measure the
+    landscape at the reference LR's step sizes, the same at every LR of the grid (`sweep_probes`)."""
     vgg, etas, dln, dln_etas = _vgg(params), _etas(params, "vgg"), _dln(params), _etas(params, "dln")
+    fixed = scaled_etas(lr, etas) if sweep_fixed_etas else None
+    dln_fixed = scaled_etas(dln_lr, dln_etas) if sweep_fixed_etas else None
     grid = {}
     for n in norms:
         grid[("vgg", n, lr)] = seeded(at_lr(vgg, lr, etas, **{"model.norm": n}), seeds)
@@ -200,13 +225,14 @@ def smoothness_grid(lr, norms, seeds, dln_lr, dln_seeds, sweep_lrs, sweep_steps,
         for s_lr in sweep_lrs:
             cfg = at_lr(vgg, s_lr, etas)
             grid[("vgg_sweep", n, s_lr)] = seeded(with_probes(cfg, ()).replace(**{
-                "model.norm": n, "optim.steps": sweep_steps, "probes": sweep_probes(cfg, sweep_steps, sweep_probe_every),
+                "model.norm": n, "optim.steps": sweep_steps,
+                "probes": sweep_probes(cfg, sweep_steps, sweep_probe_every, fixed),
                 "eval_every": 0, "data.eval_train_subset": 0, "data.eval_test": False}), sweep_seeds)
         for s_lr in dln_sweep_lrs:
             cfg = at_lr(dln, s_lr, dln_etas)
             grid[("dln_sweep", n, s_lr)] = seeded(cfg.replace(**{
                 "model.norm": n, "optim.steps": dln_sweep_steps,
-                "probes": sweep_probes(cfg, dln_sweep_steps, dln_sweep_probe_every)}), dln_seeds)
+                "probes": sweep_probes(cfg, dln_sweep_steps, dln_sweep_probe_every, dln_fixed)}), dln_seeds)
     grid.update(weight_decay_runs(vgg, lr, etas, norms, weight_decay, wd_steps, wd_seeds))
     return grid
 
@@ -220,21 +246,26 @@ def bn_math_grid(lr: float, seeds, **params) -> dict[str, list[RunConfig]]:
             for norm in ("none", "batch")}
 
 
-def norms_grid(lr, norms, seeds, dln_lr, dln_seeds, norm_steps, norm_dln_steps, **params) -> dict[tuple, list[RunConfig]]:
+def norms_grid(lr, norms, seeds, dln_lr, dln_seeds, norm_steps, norm_dln_steps, dln_group_min_size=2,
+               **params) -> dict[tuple, list[RunConfig]]:
     """The normalizations chapter: ('vgg', norm, lr) and ('dln', norm, dln_lr) for every norm.
 
     Standard and BN are the book's reference runs (shared with the other chapters, full length). The
     other normalizations carry the same probes and train the first `norm_steps` VGG steps
     (`norm_dln_steps` DLN steps) of the same protocol; the chapter compares all of them over that
-    window (`bnopt.summary.truncate`: a shorter run is exactly the prefix of the longer one)."""
+    window (`bnopt.summary.truncate`: a shorter run is exactly the prefix of the longer one). In the DLN
+    (10 features), group norm has groups of at least `dln_group_min_size` features: with 2, five groups of
+    two, each normalized to ±1 per sample, which cannot fit a regression [choice]."""
     vgg, etas, dln, dln_etas = _vgg(params), _etas(params, "vgg"), _dln(params), _etas(params, "dln")
     grid = {}
     for n in norms:
         ref = n in ("none", "batch")
         grid[("vgg", n, lr)] = seeded(at_lr(vgg if ref else with_probes(vgg, BOOK_PROBES), lr, etas, **{
             "model.norm": n, "optim.steps": vgg.optim.steps if ref else norm_steps}), seeds)
+        group = {"model.norm_kwargs": {"min_group_size": int(dln_group_min_size)}} \
+            if n == "group" and int(dln_group_min_size) != 2 else {}          # 2: the key of the runs before
         grid[("dln", n, dln_lr)] = seeded(at_lr(dln, dln_lr, dln_etas, **{
-            "model.norm": n, "optim.steps": dln.optim.steps if ref else norm_dln_steps}), dln_seeds)
+            "model.norm": n, "optim.steps": dln.optim.steps if ref else norm_dln_steps, **group}), dln_seeds)
     return grid
 
 
@@ -267,6 +298,10 @@ def check_chapter(chapter: str, params: dict) -> None:
         if name in params and not 0 <= params[name] < params.get(total, params[name] + 1):
             raise ValueError(f"{name}={params[name]}: steps between the landscape measurements of a sweep run "
                              f"(0: none); allowed: 0 to {total} - 1 ({params.get(total, 1) - 1})")
+    if "other_seeds" in params and not (params["other_seeds"] and list(params["other_seeds"]) ==
+                                        list(params.get("seeds", []))[:len(params["other_seeds"])]):
+        raise ValueError(f"other_seeds={list(params['other_seeds'])}: the seeds of the runs off the reference pair, "
+                         f"compared seed by seed with it; allowed: the first seeds of seeds={list(params.get('seeds', []))}")
     if "match_tolerance" in params and not 0 < params["match_tolerance"] < 1:
         raise ValueError(f"match_tolerance={params['match_tolerance']}: the relative loss difference within which "
                          f"two measurements count as at matched loss; allowed: a number in (0, 1)")

@@ -117,7 +117,8 @@ class DeepLinear(nn.Module):
         norm_kwargs = norm_kwargs or {}
         self.blocks = nn.ModuleList(
             Block(FeatureMajorLinear(dim, dim, bias=False),
-                  make_norm(norm if i < depth - 1 else "none", dim, spatial=False, **norm_kwargs),
+                  make_norm(norm, dim, spatial=False, **norm_kwargs) if i < depth - 1 else   # the output layer
+                  make_norm("none", dim, spatial=False),                                    # has none (nor options)
                   nn.Identity())
             for i in range(depth))
         glorot_init(self)

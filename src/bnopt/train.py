@@ -4,9 +4,10 @@
 cache stores). A run whose loss becomes non-finite or blows up stops there and is recorded as
 diverged, never raised: at LR 0.5 the paper's network without BN does not train, and the book shows it.
 
-Given `Checkpoints`, a run saves its whole state (weights, optimizer, every random stream, the records so far,
-the step) every `every` steps, atomically, and a later call with the same checkpoint path resumes from it: the
-result is bit-identical to an uninterrupted run on the same machine and numerics (tested by killing a run).
+Given `Checkpoints`, a run saves its whole state (weights, optimizer, the batch sampler and every random stream,
+the records so far, the step) atomically as it trains, and a later call with the same checkpoint path resumes from
+it: the result is bit-identical to an uninterrupted run on the same machine and numerics (tested by killing a run
+with SIGKILL). Checkpointing never changes a run's bits.
 """
 from __future__ import annotations
 
@@ -203,8 +204,8 @@ def load_checkpoint(path: Path, run_id: str) -> dict | None:
 
 def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device | None = None,
           label: str = "run", checkpoints: Checkpoints | None = None, stop_at: float | None = None) -> dict:
-    """Train `cfg` and return its result. With `checkpoints`, save the run's state every `checkpoints.every` steps
-    and resume from a saved one. With `stop_at` (a time.time() value; needs `checkpoints`), the first step that
+    """Train `cfg` and return its result. With `checkpoints`, save the run's state as `Checkpoints` says and resume
+    from a saved one. With `stop_at` (a time.time() value; needs `checkpoints`), the first step that
     ends after it saves the state and raises RunStopped."""
     if stop_at is not None and checkpoints is None:
         raise ValueError("stop_at needs checkpoints: a run stopped without one would lose every step it made")
@@ -219,7 +220,7 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
     sampler = BatchSampler(len(task.train), cfg.optim.batch_size, seed=cfg.seed,
                            augment=cfg.data.augment)
     probes = [(spec, build_probe(spec.name, model, **spec.kwargs)) for spec in cfg.probes]
-    probe_records = {spec.name: [] for spec, _ in probes}
+    probe_records = {spec.record: [] for spec, _ in probes}
 
     losses = torch.full((steps,), math.nan, device=device)
     accs = torch.full((steps,), math.nan, device=device) if classify else None
@@ -265,7 +266,7 @@ def train(cfg: RunConfig, task: Task | None = None, device: str | torch.device |
         for spec, probe in probes:
             if spec.due(t):
                 ctx = ProbeContext(t, model, x, y, opt, loss_fn)
-                probe_records[spec.name].append({"step": t, "data": probe(ctx)})
+                probe_records[spec.record].append({"step": t, "data": probe(ctx)})
         loss, out = sgd_step(model, opt, loss_fn, x, y, autocast)
         losses[t] = loss.detach()
         if classify:

@@ -21,6 +21,18 @@ def device_name(results: dict) -> str:
     return next(iter(results.values()))[0]["meta"]["device_name"]
 
 
+def seed_pairs(*per_seed):
+    """Per-seed value lists of runs with different seed counts, cut to the seeds they share. A grid's `other_seeds`
+    are the first seeds of its `seeds` (checked by `experiments.check_chapter`), so position i is the same seed in
+    every list and the common prefix pairs runs seed by seed.
+
+    >>> seed_pairs([1.0, 2.0, 3.0, 4.0, 5.0], [7.0, 8.0, 9.0])
+    ([1.0, 2.0, 3.0], [7.0, 8.0, 9.0])
+    """
+    n = min(len(v) for v in per_seed)
+    return tuple(list(v)[:n] for v in per_seed)
+
+
 def last_fraction_mean(curve, fraction: float) -> float:
     """Mean of the last `fraction` of a curve (at least one point), ignoring NaN.
 

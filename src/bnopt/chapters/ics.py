@@ -14,7 +14,7 @@ from .. import summary as S
 from ..ics import unit_w2
 from ..report import pm_g
 from ..verdict import compare
-from .common import scale_tag
+from .common import scale_tag, seed_pairs
 
 C = P.NORM_COLORS
 MOMENTS = [("dmu", "|μ(t+1) − μ(t)|"), ("dvar", "|σ²(t+1) − σ²(t)|"), ("mu0", "μ(t) − μ(0)"), ("var0", "σ²(t) − σ²(0)")]
@@ -283,7 +283,7 @@ def measure_claims(noisy: dict, jumps: dict, dist: dict, deep_layer: int, scale_
     out = {}
     if all(n in noisy for n in ("none", "batch", "noisy_batch")):
         a, b, s = (np.asarray(noisy[n]["acc"]) for n in ("noisy_batch", "batch", "none"))
-        c = compare(a, s, ">", scale="difference")
+        c = compare(*seed_pairs(a, s), ">", scale="difference")        # noisy BN may have fewer seeds (other_seeds)
         m = (f"training accuracy at the end: noisy BN {pm_g(100 * a, 3)} %, BN {pm_g(100 * b, 3)} %, standard "
              f"{pm_g(100 * s, 3)} %")
         if "noise_only" in noisy:
@@ -293,7 +293,7 @@ def measure_claims(noisy: dict, jumps: dict, dist: dict, deep_layer: int, scale_
         out["verdict_noisy"] = f"{m}; noisy BN − standard {c.text()}: **{c.verdict}**"
     if ("noisy_batch", deep_layer) in jumps and ("batch", deep_layer) in jumps:
         a, b = jumps[("noisy_batch", deep_layer)]["dmu"], jumps[("batch", deep_layer)]["dmu"]
-        c = compare(a, b, ">")
+        c = compare(*seed_pairs(a, b), ">")
         m = f"mean |Δμ| between measurements at layer #{deep_layer}: noisy BN {pm_g(a)}, BN {pm_g(b)}"
         claims.record("fig2_noisy_shift", c, m, scale_vgg, folder)
         out["verdict_noisy_shift"] = f"{m}; noisy BN / BN {c.text()}: **{c.verdict}**"
