@@ -89,6 +89,19 @@ def unpack(obj, buffers: dict):
     return obj
 
 
+def packed_bytes(obj) -> bytes:
+    """`obj` serialized with its tensors packed (`pack`): what result.pt and a run's checkpoint hold."""
+    structure, buffers = pack(obj)
+    buf = io.BytesIO()
+    torch.save({"__packed__": structure, "buffers": buffers}, buf)
+    return buf.getvalue()
+
+
+def from_packed(raw: dict):
+    """The inverse of `packed_bytes`, given what torch.load read."""
+    return unpack(raw["__packed__"], raw["buffers"])
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -173,7 +186,7 @@ class RunCache:
             json.loads((d / "config.json").read_text())
             result = torch.load(io.BytesIO(blob), weights_only=True)
             if isinstance(result, dict) and "__packed__" in result:
-                result = unpack(result["__packed__"], result["buffers"])
+                result = from_packed(result)
         except Exception as e:
             warnings.warn(f"run cache entry {d} is corrupt ({type(e).__name__}: {e}); recomputing it")
             aside = d.with_name(f".corrupt-{key}-{os.getpid()}")
@@ -189,10 +202,7 @@ class RunCache:
     @staticmethod
     def encode(key: str, key_material: dict, result: dict, meta: dict) -> tuple[dict[str, bytes], dict]:
         """An entry's files {name: bytes} and its meta (with the key and the result's checksum)."""
-        buf = io.BytesIO()
-        structure, buffers = pack({k: v for k, v in result.items() if k != "meta"})
-        torch.save({"__packed__": structure, "buffers": buffers}, buf)
-        blob = buf.getvalue()
+        blob = packed_bytes({k: v for k, v in result.items() if k != "meta"})
         meta = {**meta, "key": key, "result_sha256": _sha256(blob)}
         files = {"config.json": json.dumps(key_material, indent=2, sort_keys=True).encode(), "result.pt": blob,
                  "meta.json": json.dumps(meta, indent=2, sort_keys=True).encode()}

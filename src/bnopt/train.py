@@ -11,7 +11,6 @@ with SIGKILL). Checkpointing never changes a run's bits.
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .cache import pack, unpack
+from .cache import from_packed, packed_bytes
 from .config import OptimConfig, RunConfig, config_hash
 from .data import BatchSampler, Split, Task, prepare
 from .models import build_model
@@ -178,11 +177,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` (tensors packed into one buffer per dtype) to `path` atomically: a temporary file in the same
     folder, then one rename, so a kill at any moment leaves the previous checkpoint or the new one, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    structure, buffers = pack(state)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    buf = io.BytesIO()
-    torch.save({"__packed__": structure, "buffers": buffers}, buf)
-    tmp.write_bytes(buf.getvalue())
+    tmp.write_bytes(packed_bytes(state))
     os.replace(tmp, path)
 
 
@@ -192,8 +188,7 @@ def load_checkpoint(path: Path, run_id: str) -> dict | None:
     if not path.is_file():
         return None
     try:
-        raw = torch.load(path, weights_only=True)
-        state = unpack(raw["__packed__"], raw["buffers"])
+        state = from_packed(torch.load(path, weights_only=True))
         if state["run_id"] != run_id:
             raise ValueError(f"it belongs to run {state['run_id']}, not {run_id}")
     except Exception as e:
