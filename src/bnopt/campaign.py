@@ -25,10 +25,13 @@ import time
 from pathlib import Path
 
 from . import experiments as E
+from .bench import run_seconds, saved_bench
 from .bundle import BundleError, export, verify
+from .cache import RunCache
 from .config import RunConfig, canonical_json
-from .executor import config_keys, ensure, estimated_cost
+from .executor import config_keys, ensure, estimated_cost, missing
 from .paths import repo_root
+from .runs import describe
 
 NOISE_NORMS = ("noisy_batch", "noise_only")
 PRIORITY = ("reference pair", "other learning rates", "other normalizations", "noisy BN", "weight decay",
@@ -98,7 +101,6 @@ def campaign_order(profile: str, chapters=None) -> list[tuple[int, RunConfig]]:
 def estimate(order: list[tuple[int, RunConfig]], bench: dict | None) -> dict[str, float]:
     """Single-thread seconds of each PRIORITY group's runs by a saved bench (`bench.run_seconds`), and 'total';
     empty without a bench."""
-    from .bench import run_seconds
     if not bench:
         return {}
     out = {name: 0.0 for name in PRIORITY}
@@ -136,7 +138,6 @@ def bundled_keys(folder: Path) -> set[str]:
 def export_new(profile: str, folder: Path, configs: list[RunConfig]) -> Path | None:
     """Export the runs of `configs` that the cache holds and no bundle in `folder` has yet, as a new bundle named
     by the UTC time of the export; None when there is nothing new."""
-    from .cache import RunCache
     cache, have = RunCache(), bundled_keys(folder)
     new = [k for k in dict.fromkeys(config_keys(configs)) if k not in have and cache.has(k)]
     if not new:
@@ -159,7 +160,6 @@ def run_campaign(profile: str, budget_s: float, workers: int = 1, threads: int =
                      order="given")
     folder = Path(results) if results else (repo_root() or Path.cwd()) / "results" / profile
     summary["bundle"] = export_new(profile, folder, order)
-    from .executor import missing
     summary["left"] = len(missing(order))
     return summary
 
@@ -176,15 +176,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     try:
         if a.plan:
-            from .executor import missing
-            from .runs import describe
             order = campaign_order(a.profile, a.chapters)
             left = {canonical_json(c.to_dict()) for c in missing([c for _, c in order])}
             todo = [(p, c) for p, c in order if canonical_json(c.to_dict()) in left]
             for p, c in todo:
                 print(f"{PRIORITY[p]:22s} {describe(c)}, {c.optim.steps} steps")
             print(f"[bnopt] {len(todo)} of {len(order)} runs of profile {a.profile!r} left to train")
-            from .bench import saved_bench
             bench = saved_bench()
             whole = estimate(order, bench)
             for name, left in estimate(todo, bench).items():
