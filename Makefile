@@ -3,7 +3,7 @@
 #   make test                                                           -> pytest
 #   make check-book                                                     -> the built book, tested in a browser
 #   make bench [QUICK=1]     cost of a run and of each probe on this machine -> data/bench/*.json
-#   make campaign PROFILE=narrow BUDGET=150m [WORKERS=1]   train in priority order, export a new bundle
+#   make campaign PROFILE=narrow BUDGET=150m [WORKERS=1] [RESULTS=dir]   train in priority order, export a new bundle
 #   BNOPT_ISA=avx2|native     the CPU instruction set every target pins (default avx2: the same bits on every machine)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -76,7 +76,7 @@ bench: $(VENV)/.installed
 BUDGET ?= 150m
 WORKERS ?= 1
 campaign: $(VENV)/.installed
-	$(PY) -m bnopt.campaign --profile $(PROFILE) --budget $(BUDGET) --workers $(WORKERS)
+	$(PY) -m bnopt.campaign --profile $(PROFILE) --budget $(BUDGET) --workers $(WORKERS) $(if $(RESULTS),--results $(RESULTS),)
 
 clean:
 	rm -rf _build _stage

@@ -28,9 +28,10 @@ def rewrite(src, dst, change):
                 tout.addfile(info, io.BytesIO(out))
 
 
-def test_round_trip_installs_identical_entries(home, tmp_path):
+@pytest.mark.parametrize("name", ["b.tar", "b.tar.xz"])
+def test_round_trip_installs_identical_entries(home, tmp_path, name):
     keys, cfgs = tiny_runs()
-    path = tmp_path / "b.tar"
+    path = tmp_path / name
     manifest = bundle.export(keys, path, profile="tiny")
     assert sorted(r["key"] for r in manifest["runs"]) == sorted(keys)
     other = RunCache(tmp_path / "other")
@@ -158,12 +159,36 @@ def test_cli_export_without_weights(home, tmp_path, capsys, monkeypatch):
     assert [r["description"] for r in bundle.verify(tmp_path / "p.tar")[0]["runs"]] == [runs.describe(cfg)]
 
 
+def test_a_bundle_name_says_its_compression(home, tmp_path):
+    keys, _ = tiny_runs()
+    with pytest.raises(bundle.BundleError, match=r"ends with one of \.tar, \.tar\.xz"):
+        bundle.export(keys, tmp_path / "out" / "b.zip")
+    assert not (tmp_path / "out").exists()
+    bundle.export(keys, tmp_path / "out" / "b.tar.xz")
+    with open(tmp_path / "out" / "b.tar.xz", "rb") as f:
+        assert f.read(6) == b"\xfd7zXZ\x00"                     # xz's magic number
+    assert bundle.bundles_in(tmp_path / "out") == [tmp_path / "out" / "b.tar.xz"]
+
+
 def test_committed_results_stay_under_the_size_cap_and_verify():
-    """results/<profile>/*.tar: every committed bundle verifies, leaves the weights out, and all of them together
-    stay under the README's cap of 25 MB."""
+    """results/<profile>/: every committed bundle verifies and belongs to its folder's profile, and all of them
+    together stay under the README's cap of 40 MB (final weights included, for the runs that keep them)."""
     from bnopt.paths import repo_root
-    bundles = sorted((repo_root() / "results").glob("*/*.tar"))
-    assert sum(b.stat().st_size for b in bundles) <= 25e6
+    bundles = [b for folder in sorted((repo_root() / "results").glob("*")) for b in bundle.bundles_in(folder)]
+    assert sum(b.stat().st_size for b in bundles) <= 40e6
     for b in bundles:
         manifest, _ = bundle.verify(b)
-        assert manifest["profile"] == b.parent.name and manifest["weights"] is False, b
+        assert manifest["profile"] == b.parent.name, b
+
+
+def test_committed_runs_are_runs_of_their_profile():
+    """Every committed run is still a run of its profile: a change that reaches a frozen profile's configurations
+    (a chapter default, a probe option, a cadence) would orphan the committed runs and retrain them silently."""
+    from bnopt.executor import config_keys
+    from bnopt.paths import repo_root
+    for folder in sorted((repo_root() / "results").glob("*")):
+        committed = {r["key"]: r["description"] for b in bundle.bundles_in(folder) for r in bundle.verify(b)[0]["runs"]}
+        if committed:
+            orphans = sorted(set(committed) - set(config_keys(bundle.profile_configs(folder.name))))
+            assert not orphans, f"{folder.name}: committed runs no longer in the profile: " + \
+                ", ".join(f"{k} ({committed[k]})" for k in orphans)

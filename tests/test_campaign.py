@@ -6,7 +6,7 @@ import pytest
 
 from bnopt import campaign as C
 from bnopt import experiments as E
-from bnopt.bundle import verify
+from bnopt.bundle import bundles_in, verify
 from bnopt.config import canonical_json
 from bnopt.executor import estimated_cost
 
@@ -36,7 +36,12 @@ def test_a_campaign_trains_within_its_budget_and_exports_only_what_is_new(tiny_d
     assert len(manifest["runs"]) == done["trained"] and manifest["profile"] == "tiny"
     again = C.run_campaign("tiny", 600.0, chapters=["training"], results=results)
     assert again["trained"] == 0 and again["bundle"] is None                          # nothing new, no new file
-    assert sorted(results.glob("*.tar")) == [done["bundle"]]
+    assert bundles_in(results) == [done["bundle"]]
+    import shutil
+    from bnopt.cache import RunCache
+    shutil.rmtree(RunCache().root)                   # a fresh worktree: the committed runs are installed, not retrained
+    fresh = C.run_campaign("tiny", 600.0, chapters=["training"], results=results)
+    assert fresh["trained"] == 0 and fresh["left"] == 0 and fresh["bundle"] is None
 
 
 def test_budgets_are_read_or_refused_with_the_valid_forms():

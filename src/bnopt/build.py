@@ -457,8 +457,8 @@ SCALE_FILE = "_scale_status.md"    # written into the stage; the front page incl
 
 def import_results(root: Path, profile: str) -> list[Path]:
     """Install the results bundles committed under results/<profile>/ (verified; runs already cached are kept)."""
-    from .bundle import BundleError, install
-    bundles = sorted((root / "results" / profile).glob("*.tar"))
+    from .bundle import BundleError, bundles_in, install
+    bundles = bundles_in(root / "results" / profile)
     for b in bundles:
         try:
             c = install(b)

@@ -1,5 +1,5 @@
 """The training campaign: a profile's runs trained outside CI, within a time budget, in a stated priority order,
-and exported as new results bundles that every build imports (`results/<profile>/*.tar`).
+and exported as new results bundles that every build imports (`results/<profile>/*.tar.xz`).
 
     python -m bnopt.campaign --profile narrow --budget 150m            # one worker, one thread
     python -m bnopt.campaign --profile narrow --budget 8h --workers 2  # when nothing else runs
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import experiments as E
 from .bench import run_seconds, saved_bench
-from .bundle import BundleError, export, verify
+from .bundle import BundleError, bundles_in, export, install, verify
 from .cache import RunCache
 from .config import RunConfig, canonical_json
 from .executor import config_keys, ensure, estimated_cost, missing
@@ -129,7 +129,7 @@ def parse_budget(text: str) -> float:
 def bundled_keys(folder: Path) -> set[str]:
     """The keys of every run in the (verified) bundles of a results folder."""
     keys = set()
-    for b in sorted(Path(folder).glob("*.tar")):
+    for b in bundles_in(folder):
         manifest, _ = verify(b)
         keys |= {r["key"] for r in manifest["runs"]}
     return keys
@@ -142,7 +142,7 @@ def export_new(profile: str, folder: Path, configs: list[RunConfig]) -> Path | N
     new = [k for k in dict.fromkeys(config_keys(configs)) if k not in have and cache.has(k)]
     if not new:
         return None
-    path = Path(folder) / f"{profile}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{len(new)}runs.tar"
+    path = Path(folder) / f"{profile}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{len(new)}runs.tar.xz"
     if path.exists():
         raise BundleError(f"{path} exists already: a committed bundle is never rewritten")
     export(new, path, profile=profile)
@@ -156,9 +156,11 @@ def run_campaign(profile: str, budget_s: float, workers: int = 1, threads: int =
     'bundle' (its path, or None) and 'left' (runs still missing)."""
     order = [cfg for _, cfg in campaign_order(profile, chapters)]
     stop_at = time.time() + budget_s
+    folder = Path(results) if results else (repo_root() or Path.cwd()) / "results" / profile
+    for b in bundles_in(folder):          # the runs committed already are not trained again
+        install(b)
     summary = ensure(order, workers=workers, threads=threads, label=f"campaign ({profile})", stop_at=stop_at,
                      order="given")
-    folder = Path(results) if results else (repo_root() or Path.cwd()) / "results" / profile
     summary["bundle"] = export_new(profile, folder, order)
     summary["left"] = len(missing(order))
     return summary

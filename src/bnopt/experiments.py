@@ -17,6 +17,7 @@ import sys
 
 from .config import ModelConfig, ProbeSpec, RunConfig, canonical_json, dln_config, vgg_config
 from .executor import RunFailed, ensure
+from .probes import ActivationSampler
 from .runs import run
 
 
@@ -52,11 +53,35 @@ def at_lr(cfg: RunConfig, lr: float, eta_multiples, **changes) -> RunConfig:
 BOOK_PROBES = ("activations", "ics", "landscape", "sharpness")
 
 
+# How the per-unit records are stored (`storage_kwargs`): these defaults keep every record at full size (the
+# quick profile's runs and their keys); the chapters' defaults thin them (the paper-length runs' records).
+FULL_RECORDS = {"detail_every": 0, "activation_samples": 2048, "sample_dtype": "float32"}
+
+
+def storage_kwargs(detail_every: int = 0, activation_samples: int = 2048, sample_dtype: str = "float32") -> dict:
+    """The probes' storage options as kwargs, {probe name: kwargs}, with only the options that differ from
+    FULL_RECORDS (so that a full-size run keeps its cache key). `detail_every`: steps between the kept
+    per-unit records (activation samples, ICS input moments; 0: at every measurement); `activation_samples`:
+    values kept per sampled unit; `sample_dtype`: their storage type. No scalar a chapter reads changes.
+
+    >>> storage_kwargs(), storage_kwargs(1000, 1024, "bfloat16")
+    ({}, {'activations': {'values_every': 1000, 'max_samples': 1024, 'values_dtype': 'bfloat16'}, 'ics': {'moments_every': 1000}})
+    """
+    act = {k: v for k, v, d in (("values_every", detail_every, 0), ("max_samples", activation_samples, 2048),
+                                ("values_dtype", sample_dtype, "float32")) if v != d}
+    out = {"activations": act} if act else {}
+    if detail_every:
+        out["ics"] = {"moments_every": detail_every}
+    return out
+
+
 def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas,
-                only=BOOK_PROBES, hessian_iters: int = HESSIAN_ITERS, curvature_extra=()) -> list[ProbeSpec]:
+                only=BOOK_PROBES, hessian_iters: int = HESSIAN_ITERS, curvature_extra=(),
+                storage: dict | None = None) -> list[ProbeSpec]:
     """Activation samples, ICS (Definition 2.1, every layer), the landscape along the gradient, all
     every `probe_every` steps; the top Hessian eigenvalue every `curvature_every` steps (0 = never) and
-    at the steps `curvature_extra` besides (densely early, where the loss falls fastest).
+    at the steps `curvature_extra` besides (densely early, where the loss falls fastest). `storage`: the
+    probes' storage options (`storage_kwargs`).
 
     The reference runs of every chapter (VGG at the reference LR, DLN at the reference LR) carry all
     of them, so that the chapters share those runs. A run that only one chapter reads carries only
@@ -64,8 +89,10 @@ def book_probes(probe_every: int, curvature_every: int, ridge_layers, etas,
     unknown = sorted(set(only) - set(BOOK_PROBES))
     if unknown:
         raise ValueError(f"unknown book probes {unknown}; valid choices: {', '.join(BOOK_PROBES)}")
-    probes = [ProbeSpec("activations", every=probe_every, kwargs={"layers": list(ridge_layers)}),
-              ProbeSpec("ics", every=probe_every),
+    storage = storage or {}
+    probes = [ProbeSpec("activations", every=probe_every,
+                        kwargs={"layers": list(ridge_layers), **storage.get("activations", {})}),
+              ProbeSpec("ics", every=probe_every, kwargs=dict(storage.get("ics", {}))),
               ProbeSpec("landscape", every=probe_every, kwargs={"etas": list(etas)})]
     if curvature_every:
         probes.append(ProbeSpec("sharpness", every=curvature_every, kwargs={"iters": hessian_iters},
@@ -93,37 +120,43 @@ def seeded(cfg: RunConfig, seeds) -> list[RunConfig]:
 
 def vgg_base(arch: str, width: float, steps: int, batch_size: int, eval_every: int, eval_train_subset: int,
              probe_every: int, curvature_every: int, precision: str = "fp32",
-             hessian_iters: int = HESSIAN_ITERS, curvature_extra=()) -> RunConfig:
+             hessian_iters: int = HESSIAN_ITERS, curvature_extra=(), sigma_every: int = 0, **storage) -> RunConfig:
     """The book's reference VGG/CIFAR-10 run, with every probe (landscape step sizes set by `at_lr`).
-    It also keeps its final weights and records the per-unit sigma_j, so that the BN-math chapter
-    checks the theorems on these same runs (no training of its own)."""
+    It also keeps its final weights and records the per-unit sigma_j (every `sigma_every` steps; 0: every
+    `probe_every`), so that the BN-math chapter checks the theorems on these same runs (no training of its
+    own). `storage`: the options of `storage_kwargs`."""
     return vgg_config(**{
         "model.arch": arch, "model.width": width, "optim.steps": steps, "optim.batch_size": batch_size,
         "eval_every": eval_every, "data.eval_train_subset": eval_train_subset, "precision": precision,
         "save_state": True,
         "probes": book_probes(probe_every, curvature_every, VGG_RIDGE_LAYERS, VGG_ETA_MULTIPLES,
-                              hessian_iters=hessian_iters, curvature_extra=curvature_extra)
-        + [ProbeSpec("unit_std", every=probe_every)],
+                              hessian_iters=hessian_iters, curvature_extra=curvature_extra,
+                              storage=storage_kwargs(**storage))
+        + [ProbeSpec("unit_std", every=sigma_every or probe_every)],
     })
 
 
 def dln_base(dln_steps: int, dln_probe_every: int, dln_curvature_every: int,
-             hessian_iters: int = HESSIAN_ITERS, dln_curvature_extra=()) -> RunConfig:
+             hessian_iters: int = HESSIAN_ITERS, dln_curvature_extra=(), **storage) -> RunConfig:
     """The book's deep-linear-network run (full-batch GD on 1000 fixed points), with every probe
-    (landscape step sizes set by `at_lr`)."""
+    (landscape step sizes set by `at_lr`). `storage`: the options of `storage_kwargs`."""
     return dln_config(**{"optim.steps": dln_steps, "probes": book_probes(
         dln_probe_every, dln_curvature_every, DLN_RIDGE_LAYERS, DLN_ETA_MULTIPLES, hessian_iters=hessian_iters,
-        curvature_extra=dln_curvature_extra)})
+        curvature_extra=dln_curvature_extra, storage=storage_kwargs(**storage))})
+
+
+STORAGE_PARAMS = tuple(FULL_RECORDS)
 
 
 def _vgg(params: dict) -> RunConfig:
     keys = ("arch", "width", "steps", "batch_size", "eval_every", "eval_train_subset", "probe_every",
-            "curvature_every", "precision", "hessian_iters", "curvature_extra")
+            "curvature_every", "precision", "hessian_iters", "curvature_extra", "sigma_every") + STORAGE_PARAMS
     return vgg_base(**{k: params[k] for k in keys if k in params})
 
 
 def _dln(params: dict) -> RunConfig:
-    keys = ("dln_steps", "dln_probe_every", "dln_curvature_every", "hessian_iters", "dln_curvature_extra")
+    keys = ("dln_steps", "dln_probe_every", "dln_curvature_every", "hessian_iters",
+            "dln_curvature_extra") + STORAGE_PARAMS
     return dln_base(**{k: params[k] for k in keys if k in params})
 
 
@@ -302,6 +335,16 @@ def check_chapter(chapter: str, params: dict) -> None:
                                         list(params.get("seeds", []))[:len(params["other_seeds"])]):
         raise ValueError(f"other_seeds={list(params['other_seeds'])}: the seeds of the runs off the reference pair, "
                          f"compared seed by seed with it; allowed: the first seeds of seeds={list(params.get('seeds', []))}")
+    for name in ("detail_every", "sigma_every"):
+        if name in params and params[name] < 0:
+            raise ValueError(f"{name}={params[name]}: steps between the kept per-unit records; allowed: an "
+                             f"integer >= 0 (0: at every measurement)")
+    if "activation_samples" in params and params["activation_samples"] < 1:
+        raise ValueError(f"activation_samples={params['activation_samples']}: values kept per sampled unit; "
+                         f"allowed: an integer >= 1")
+    if "sample_dtype" in params and params["sample_dtype"] not in ActivationSampler.DTYPES:
+        raise ValueError(f"sample_dtype={params['sample_dtype']!r}: how the activation samples are stored; "
+                         f"valid choices: {', '.join(ActivationSampler.DTYPES)}")
     if "match_tolerance" in params and not 0 < params["match_tolerance"] < 1:
         raise ValueError(f"match_tolerance={params['match_tolerance']}: the relative loss difference within which "
                          f"two measurements count as at matched loss; allowed: a number in (0, 1)")

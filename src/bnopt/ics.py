@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .probes import ProbeContext, RngSnapshot, full_precision, isolated, observe, per_unit, register
+from .probes import ProbeContext, RngSnapshot, full_precision, isolated, kept_at, observe, per_unit, register
 
 
 def sgd_step_values(optimizer: torch.optim.Optimizer, grads: dict) -> dict:
@@ -83,9 +83,15 @@ def grad_change(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 
 @register("ics")
 class ICSProbe:
-    """layers: 1-based block numbers to measure (default: all)."""
+    """layers: 1-based block numbers to measure (default: all). moments_every: the per-unit input moments
+    (`in_mean`, `in_var`) are kept only at steps that are multiples of it (0: at every measurement); the
+    per-layer numbers, `shift` included, are computed from them and recorded at every measurement."""
 
-    def __init__(self, model, layers=None):
+    def __init__(self, model, layers=None, moments_every: int = 0):
+        if isinstance(moments_every, bool) or not isinstance(moments_every, int) or moments_every < 0:
+            raise ValueError(f"moments_every={moments_every!r}: steps between the kept per-unit moments; "
+                             f"allowed: an integer >= 0 (0: at every measurement)")
+        self.moments_every = moments_every
         k = len(model.blocks)
         self.layers = list(layers) if layers else list(range(1, k + 1))
         bad = [i for i in self.layers if not 1 <= i <= k]
@@ -142,11 +148,13 @@ class ICSProbe:
                 g_norm.append(float(a.norm()))
                 gp_norm.append(float(b.norm()))
         f64 = torch.float64
-        return {"layers": self.layers, "l2": torch.tensor(l2, dtype=f64), "cos": torch.tensor(cos, dtype=f64),
-                "shift": torch.tensor(shift, dtype=f64), "g_norm": torch.tensor(g_norm, dtype=f64),
-                "gp_norm": torch.tensor(gp_norm, dtype=f64),
-                "in_mean": [old_in[i][0].float().cpu() for i in self.layers],
-                "in_var": [old_in[i][1].float().cpu() for i in self.layers]}
+        out = {"layers": self.layers, "l2": torch.tensor(l2, dtype=f64), "cos": torch.tensor(cos, dtype=f64),
+               "shift": torch.tensor(shift, dtype=f64), "g_norm": torch.tensor(g_norm, dtype=f64),
+               "gp_norm": torch.tensor(gp_norm, dtype=f64)}
+        if kept_at(ctx.step, self.moments_every):
+            out.update(in_mean=[old_in[i][0].float().cpu() for i in self.layers],
+                       in_var=[old_in[i][1].float().cpu() for i in self.layers])
+        return out
 
 
 # --------------------------------------------------------------------------------------------------

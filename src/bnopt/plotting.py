@@ -4,6 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+import torch
 
 NORM_LABELS = {"none": "Standard", "batch": "Standard + BatchNorm", "noisy_batch": "Standard + noisy BatchNorm",
                "noise_only": "Standard + noise (no BN)", "l1": "Standard + ℓ1 norm", "l2": "Standard + ℓ2 norm",
@@ -52,18 +53,21 @@ def ridgeline(ax, records: list[dict], layer: int, rows: int = 12, color="C0", o
               clip: float = 0.005, scale: str = "row"):
     """Distribution of one sampled unit over training: one KDE per measured step, later steps lower.
 
-    records: the 'activations' probe's list of {'step', 'data': {layer: {'values', ...}}}.
+    records: the 'activations' probe's list of {'step', 'data': {layer: {'values', ...}}}; only the records
+    that kept their samples are drawn (a run can keep them every few measurements: `values_every`).
     scale: 'row' scales each density to its own peak (shapes comparable across steps, as in
     TensorBoard histograms); 'global' uses one scale for all rows (heights comparable).
     """
+    records = [r for r in records if "values" in r["data"][layer]]
     picks = np.unique(np.linspace(0, len(records) - 1, min(rows, len(records))).round().astype(int))
     chosen = [records[i] for i in picks]
-    allv = np.concatenate([np.asarray(r["data"][layer]["values"], dtype=float) for r in chosen])
+    values = [np.asarray(torch.as_tensor(r["data"][layer]["values"]).double()) for r in chosen]   # bf16 too
+    allv = np.concatenate(values)
     allv = allv[np.isfinite(allv)]
     lo, hi = np.quantile(allv, [clip, 1 - clip]) if len(allv) else (-1, 1)
     pad = 0.05 * (hi - lo + 1e-12)
     grid = np.linspace(lo - pad, hi + pad, 256)
-    dens = [_kde(np.asarray(r["data"][layer]["values"], dtype=float), grid) for r in chosen]
+    dens = [_kde(v, grid) for v in values]
     top = max((d.max() for d in dens), default=1.0) or 1.0
     cmap = sns.light_palette(color, n_colors=len(chosen) + 3)[3:]
     for k, (r, d) in enumerate(zip(chosen, dens)):

@@ -221,11 +221,12 @@ def layer_profile(rs: list[dict], field: str):
 
 def drift(rs: list[dict]) -> np.ndarray:
     """(layers, seeds): mean over units of the W2 distance between each unit's Gaussian fit at the last
-    and at the first measurement, divided by the layer's RMS std at the first measurement (a per-unit
-    std would divide by zero for units that start dead behind a ReLU)."""
+    and at the first measurement that kept the per-unit moments (a run may keep them every few measurements:
+    `moments_every`), divided by the layer's RMS std at the first (a per-unit std would divide by zero for
+    units that start dead behind a ReLU)."""
     out = []
     for r in rs:
-        recs = r["probes"]["ics"]
+        recs = [rec for rec in r["probes"]["ics"] if "in_mean" in rec["data"]]
         first, last = recs[0]["data"], recs[-1]["data"]
         per_layer = []
         for m0, v0, m1, v1 in zip(first["in_mean"], first["in_var"], last["in_mean"], last["in_var"]):
