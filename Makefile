@@ -1,7 +1,8 @@
 # Two commands do all set-up:  `make book`  and  `make test`.  Both create .venv when it is missing.
-#   make book [PROFILE=quick|paper|tiny] [DATA=/path/to/image-folder] [TRAIN=yes|no]   -> _build/html/index.html
+#   make book [PROFILE=narrow|quick|paper|tiny] [DATA=/path/to/image-folder] [TRAIN=yes|no]   -> _build/html/index.html
 #   make test                                                           -> pytest
 #   make check-book                                                     -> the built book, tested in a browser
+#   make verify-runs [PROFILE=narrow]   retrain the first 300 steps of 4 committed runs, compare with their records
 #   make bench [QUICK=1]     cost of a run and of each probe on this machine -> data/bench/*.json
 #   make campaign PROFILE=narrow BUDGET=150m [WORKERS=1] [RESULTS=dir]   train in priority order, export a new bundle
 #   BNOPT_ISA=avx2|native     the CPU instruction set every target pins (default avx2: the same bits on every machine)
@@ -10,7 +11,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PROFILE ?= quick
+PROFILE ?=
 DATA ?=
 ifneq ($(strip $(DATA)),)
 export BNOPT_DATA := $(abspath $(DATA))
@@ -30,9 +31,9 @@ export BNOPT_ISA
 # The machine's pip config adds local indexes that print one warning per package: keep logs readable.
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: book test check-book bench campaign env clean clean-runs help
+.PHONY: book test check-book verify-runs bench campaign env clean clean-runs help
 help:
-	@sed -n 1,7p Makefile
+	@sed -n 1,8p Makefile
 
 $(VENV)/.installed: requirements-lock.txt pyproject.toml
 	@echo "[make] creating $(VENV) from requirements-lock.txt"
@@ -50,11 +51,12 @@ $(MATHJAX): $(VENV)/.installed
 
 env: $(VENV)/.installed $(MATHJAX)
 
-# TRAIN: train the runs the cache lacks (default: yes, except PROFILE=paper, which lists them and stops;
-# import a results bundle with `python -m bnopt.bundle import FILE`)
+# PROFILE: default narrow, read from the committed bundles under results/narrow/ (verified first: verify-runs);
+# a chapter whose narrow runs are not all committed is built at quick, trained here. TRAIN: train the runs the
+# cache lacks (default: yes at quick and tiny; at narrow and paper, no: their chapters fall back to quick)
 TRAIN ?=
 book: $(VENV)/.installed $(MATHJAX)
-	$(PY) -m bnopt.build --profile $(PROFILE) $(if $(strip $(TRAIN)),--train $(TRAIN),)
+	$(PY) -m bnopt.build --profile $(or $(PROFILE),narrow) $(if $(strip $(TRAIN)),--train $(TRAIN),)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
@@ -67,16 +69,21 @@ check-book: $(VENV)/.installed
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	BNOPT_BOOK_HTML=$(abspath _build/html) $(PY) -m pytest -q tests/test_book_html.py
 
+# The committed runs of PROFILE (default narrow): the first 300 steps of a sample retrained and compared with their
+# records, bit for bit under the numerics they recorded (bnopt.verify); CI runs it before the book
+verify-runs: $(VENV)/.installed
+	$(PY) -m bnopt.verify --profile $(or $(PROFILE),narrow)
+
 QUICK ?=
 bench: $(VENV)/.installed
-	$(PY) -m bnopt.bench --profile $(PROFILE) $(if $(filter 1 yes true,$(QUICK)),--quick,)
+	$(PY) -m bnopt.bench --profile $(or $(PROFILE),quick) $(if $(filter 1 yes true,$(QUICK)),--quick,)
 
 # The training campaign (bnopt.campaign): the profile's missing runs in priority order within BUDGET, then a new
 # results bundle under results/<profile>/ (run it from a separate worktree at a fixed commit)
 BUDGET ?= 150m
 WORKERS ?= 1
 campaign: $(VENV)/.installed
-	$(PY) -m bnopt.campaign --profile $(PROFILE) --budget $(BUDGET) --workers $(WORKERS) $(if $(RESULTS),--results $(RESULTS),)
+	$(PY) -m bnopt.campaign --profile $(or $(PROFILE),narrow) --budget $(BUDGET) --workers $(WORKERS) $(if $(RESULTS),--results $(RESULTS),)
 
 clean:
 	rm -rf _build _stage

@@ -127,7 +127,7 @@ def _fake_chapters(monkeypatch, tmp_path, fail=None):
         return 0.2
 
     monkeypatch.setattr(B, "execute_chapter", fake_execute)
-    monkeypatch.setattr(B, "train_all", lambda *a: {"trained": 0, "cached": 0, "workers": 1, "threads": 1})
+    monkeypatch.setattr(B, "train_all", lambda *a, **k: {"trained": 0, "cached": 0, "workers": 1, "threads": 1})
     monkeypatch.setenv("BNOPT_PROGRESS", "off")
     return log
 
@@ -201,9 +201,10 @@ def test_a_chapter_whose_runs_are_missing_or_lack_the_weights_it_reads_falls_bac
     assert status["training"]["runs"] == 2 and status["training"]["devices"] == {here: 2}
     assert [c.seed for c in status["smoothness"]["missing"]] == [2] and status["training"]["weightless"] == []
     table = B.scale_table(at, status, why)
-    assert f"| {{doc}}`smoothness` | `quick` (at `paper`, 1 of its 2 runs are not in the run cache) | 2 | {here} (1) |" in table
+    assert f"| {{doc}}`smoothness` | `quick` * | 2 | 0 | 0 | {here} (1) |" in table
+    assert "- \\* {doc}`smoothness` is at `quick`: at `paper`, 1 of its 2 runs are not in the run cache." in table
     # where nothing falls back, such runs stop the build before any chapter executes, naming them
-    monkeypatch.setattr(B, "train_all", lambda root, prof, st, train: {
+    monkeypatch.setattr(B, "train_all", lambda root, prof, st, train, **k: {
         "trained": 0, "cached": 1, "workers": 1, "threads": 1, "chapters": B.run_status({"bn_math": grids["bn_math"]})})
     monkeypatch.setattr(B, "execute_chapter", lambda *a, **k: pytest.fail("a chapter executed"))
     with pytest.raises(B.BuildError, match=r"without their final weights .* bn_math at profile 'tiny': dln-d25 norm=none"):
@@ -224,7 +225,7 @@ def test_chapters_at_two_profiles_execute_each_under_its_own(home, monkeypatch, 
         (at, {"smoothness": "at `paper`, 3 of its 9 runs are not in the run cache"}) if fallback else
         ({s: profile for s in st}, {})))
     trained = []
-    monkeypatch.setattr(B, "train_all", lambda root, prof, st, train: (trained.append((prof, st, train)) or
+    monkeypatch.setattr(B, "train_all", lambda root, prof, st, train, **k: (trained.append((prof, st, train)) or
                         {"trained": 0, "cached": 0, "workers": 1, "threads": 1}))
     B.stage_book(ROOT, tmp_path / "stage", "paper", train=False, fallback="quick", fallback_train=True)
     assert log == [] and trained == [("paper", [s for s in stems if s != "smoothness"], False),
@@ -233,5 +234,27 @@ def test_chapters_at_two_profiles_execute_each_under_its_own(home, monkeypatch, 
     assert seen["smoothness"] == ("quick", quick["smoothness"]) and seen["training"] == ("paper", paper["training"])
     assert seen["ledger"][0] == "paper (smoothness at quick)"
     table = (tmp_path / "stage" / B.SCALE_FILE).read_text()
-    assert [line.split("`")[1] for line in table.splitlines()[2:]] == stems
-    assert "| {doc}`smoothness` | `quick` (at `paper`, 3 of its 9 runs" in table
+    rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
+    assert [line.split("`")[1] for line in rows] == stems
+    assert "| {doc}`smoothness` | `quick` * |" in table and "`smoothness` is at `quick`: at `paper`, 3 of its 9 runs" in table
+
+
+def test_runs_trained_on_other_pixels_are_named_not_silently_dropped(home, monkeypatch):
+    """A reader whose CIFAR-10 is not the JPEG copy the committed runs were trained on: the runs' keys differ (the key
+    holds the data's fingerprint), so those chapters fall back, and the front page says why and how to use them."""
+    import json
+
+    from bnopt import runs
+    from bnopt.cache import RunCache, config_hash
+    from bnopt.config import dln_config
+    cfgs = [dln_config(**{"optim.steps": 3, "seed": s}) for s in (0, 1)]
+    runs.run(cfgs[0])
+    material = {"config": cfgs[1].key_dict(), "data_fingerprint": "f00dfeed" * 8}     # as if trained on other pixels
+    RunCache().write_entry(config_hash(material), {"config.json": json.dumps(material).encode(),
+                                                   "meta.json": b"{}", "result.pt": b""})
+    monkeypatch.setattr(B, "chapter_configs", lambda stem, profile: cfgs if profile == "paper" and stem == "ics" else [])
+    at, why = B.plan_profiles("paper", ["ics"], "quick")
+    assert at == {"ics": "quick"}
+    assert why["ics"] == ("at `paper`, 1 of its 2 runs are not in the run cache and 1 of them are there for other "
+                          "CIFAR-10 pixels (f00dfeedf00d: the committed runs were trained on the JPEG copy; DATA= "
+                          "pointing at that copy builds from them)")

@@ -30,6 +30,7 @@ import yaml
 from . import claims
 from .numerics import numerics
 from .paths import repo_root, write_text_atomic
+from .verify import outcome_line
 from .progress import close_files, message
 
 
@@ -235,9 +236,10 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     timings = {}
     record = BuildRecord(stage, profile)
     t0 = time.perf_counter()
-    import_results(root, profile)
+    imported = import_results(root, profile)
     at, why = plan_profiles(profile, [nb.stem for nb in selected], None if train else fallback)
-    summaries = [train_all(root, prof, [s for s in at if at[s] == prof], train if prof == profile else fallback_train)
+    summaries = [train_all(root, prof, [s for s in at if at[s] == prof], train if prof == profile else fallback_train,
+                           since=record.data["started"], imported=imported)
                  for prof in dict.fromkeys([profile, *at.values()])]
     timings["runs"] = time.perf_counter() - t0
     record.update(runs=timings["runs"], **{f"runs_{k}": sum(x[k] for x in summaries) for k in ("trained", "cached")},
@@ -251,9 +253,10 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
                          + ". Import a bundle with weights, or remove those entries from the run cache to retrain them.")
     unselected = [nb.stem for nb in chapters(root) if nb not in selected]
     if unselected:                                 # staged by an earlier build: described at this profile
-        status.update(run_status({s: cs for s in unselected if (cs := chapter_configs(s, profile))}))
+        status.update(run_status({s: cs for s in unselected if (cs := chapter_configs(s, profile))},
+                                 imported=imported))
     write_text_atomic(stage / SCALE_FILE, scale_table({nb.stem: at.get(nb.stem, profile) for nb in chapters(root)},
-                                                      status, why) + "\n")
+                                                      status, why) + "\n\n" + outcome_line(profile, imported) + "\n")
     if why:
         message(f"chapters at profile {fallback!r} instead of {profile!r}: "
                 + "; ".join(f"{s} ({w})" for s, w in why.items()))
@@ -315,11 +318,12 @@ def chapter_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-# Profiles whose missing runs are not trained unless asked (--train yes): sized for a GPU, they would take a
-# CPU days. Their runs come from a GPU machine or a results bundle (python -m bnopt.bundle import FILE; the
-# bundles committed under results/<profile>/ are imported by every build). A chapter whose runs are not all
-# there executes at FALLBACK instead, and the front page's scale table says so.
-NO_TRAIN_BY_DEFAULT = ("paper",)
+# Profiles whose missing runs are not trained unless asked (--train yes): a CPU would need days (narrow: the
+# campaign's 20 core-hours; paper: sized for a GPU). Their runs come from the committed bundles (results/<profile>/,
+# imported by every build), a GPU machine or a bundle (python -m bnopt.bundle import FILE). A chapter whose runs are
+# not all there executes at FALLBACK instead, and the front page's scale table says so.
+NO_TRAIN_BY_DEFAULT = ("narrow", "paper")
+DEFAULT_PROFILE = "narrow"
 FALLBACK = "quick"
 
 
@@ -353,20 +357,27 @@ def chapter_configs(stem: str, profile: str) -> list:
         raise BuildError(f"chapter {stem!r} (profile {profile!r}): {e}") from None
 
 
-def run_status(per_chapter: dict[str, list], keys: list[str] | None = None) -> dict[str, dict]:
+def run_status(per_chapter: dict[str, list], keys: list[str] | None = None, since: str | None = None,
+               imported=frozenset()) -> dict[str, dict]:
     """What the run cache holds of each chapter's configs: {stem: {'runs': distinct runs, 'missing': [configs],
     'weightless': [configs whose final weights the chapter reads (experiments.READS_WEIGHTS) but whose entry came
-    from a bundle exported without them], 'devices': {device name: runs}}}. `keys`: the `config_keys` of all the
-    configs in order, when known; else they are computed in one pass (every dataset prepared once)."""
+    from a bundle exported without them], 'devices': {device name: runs}, 'commits': {commit: runs}, 'dates':
+    [first, last] day the runs were trained, 'trained_now': runs trained at or after `since` (ISO time: this
+    build's start), 'imported': runs whose keys are in `imported` (the committed bundles'), 'other_data': {data fingerprint: runs}, the missing runs that the cache holds for other
+    pixels (e.g. committed runs trained on the JPEG copy, read by a machine whose CIFAR-10 is the canonical
+    one)}}. `keys`: the `config_keys` of all the configs in order, when known; else they are computed in one pass
+    (every dataset prepared once)."""
     from .cache import RunCache
+    from .config import canonical_json
     from .executor import config_keys
     from .experiments import READS_WEIGHTS
     cache = RunCache()
     flat = [cfg for configs in per_chapter.values() for cfg in configs]
     keys = iter(keys or config_keys(flat))
-    out = {}
+    out, elsewhere = {}, None
     for stem, configs in per_chapter.items():
-        st = out[stem] = {"runs": 0, "missing": [], "weightless": [], "devices": {}}
+        st = out[stem] = {"runs": 0, "missing": [], "weightless": [], "devices": {}, "commits": {}, "dates": [],
+                          "trained_now": 0, "imported": 0, "other_data": {}}
         seen = set()
         for cfg in configs:
             key = next(keys)
@@ -376,18 +387,44 @@ def run_status(per_chapter: dict[str, list], keys: list[str] | None = None) -> d
             st["runs"] += 1
             if not cache.has(key):
                 st["missing"].append(cfg)
+                if elsewhere is None:              # {config: [fingerprints]} of every entry, read once
+                    elsewhere = {}
+                    for k in cache.entries():
+                        try:
+                            m = cache.material(k)
+                        except (OSError, ValueError):
+                            continue
+                        elsewhere.setdefault(canonical_json(m["config"]), []).append(m.get("data_fingerprint", "?"))
+                for fp in elsewhere.get(canonical_json(cfg.key_dict()), []):
+                    st["other_data"][fp] = st["other_data"].get(fp, 0) + 1
                 continue
             meta = cache.meta(key)
+            st["imported"] += key in imported
             if stem in READS_WEIGHTS and cfg.save_state and meta.get("weights_dropped"):
                 st["weightless"].append(cfg)
             name = meta.get("device_name") or meta.get("device") or "unknown device"
             if name == "cpu" and meta.get("numerics"):       # on a CPU, what sets the rounding (bnopt.numerics)
                 name = f"CPU ({meta['numerics']})"
             st["devices"][name] = st["devices"].get(name, 0) + 1
+            commit = str(meta.get("git_commit", "unknown"))[:7] + ("+dirty" if "dirty" in str(meta.get("git_commit")) else "")
+            st["commits"][commit] = st["commits"].get(commit, 0) + 1
+            created = str(meta.get("created", ""))
+            if created:
+                day = created[:10]
+                st["dates"] = [min(st["dates"][0], day), max(st["dates"][1], day)] if st["dates"] else [day, day]
+                if since and _utc(created) >= _utc(since):
+                    st["trained_now"] += 1
     return out
 
 
-def train_all(root: Path, profile: str, stems: list[str], train: bool = True) -> dict:
+def _utc(stamp: str) -> float:
+    """Seconds since the epoch of an ISO time with its offset ('2026-12-06T02:51:30+0000')."""
+    import datetime
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+
+
+def train_all(root: Path, profile: str, stems: list[str], train: bool = True, since: str | None = None,
+              imported=frozenset()) -> dict:
     """Train every run that the given chapters declare, before any notebook executes, in the
     parallel workers of `bnopt.executor` (notebooks then only read the cache). With train=False, a
     missing run stops the build before anything trains, listing the missing runs. The summary's
@@ -403,7 +440,7 @@ def train_all(root: Path, profile: str, stems: list[str], train: bool = True) ->
         raise BuildError(missing_runs_text(e.configs, profile)) from None
     except RunFailed as e:
         raise BuildError(str(e)) from None
-    return {**summary, "chapters": run_status(per_chapter, keys)}
+    return {**summary, "chapters": run_status(per_chapter, keys, since, imported)}
 
 
 def describe_runs(configs: list) -> list[str]:
@@ -422,11 +459,18 @@ def plan_profiles(profile: str, stems: list[str], fallback: str | None) -> tuple
     per_chapter = {s: chapter_configs(s, profile) for s in stems}
     status = run_status({s: cs for s, cs in per_chapter.items() if cs})
     at, why = {s: profile for s in stems}, {}
+    from .paths import repo_root
+    root = repo_root() or Path.cwd()
+    own, low = profile_parameters(root, profile), profile_parameters(root, fallback)
     for s, cs in per_chapter.items():
-        if not cs and s not in ALONE:
+        if not cs and s not in ALONE and own.get(s) != low.get(s):
             at[s], why[s] = fallback, f"it computes at `{profile}` scale itself, which this build does not"
     for s, st in status.items():
+        other = sum(st["other_data"].values())
         gaps = ([f"{len(st['missing'])} of its {st['runs']} runs are not in the run cache"] if st["missing"] else []) + \
+            ([f"{other} of them are there for other CIFAR-10 pixels ({', '.join(fp[:12] for fp in st['other_data'])}: "
+              f"the committed runs were trained on the JPEG copy; DATA= pointing at that copy builds from them)"]
+             if other else []) + \
             ([f"{len(st['weightless'])} runs came without the final weights it reads"] if st["weightless"] else [])
         if gaps:
             at[s], why[s] = fallback, f"at `{profile}`, " + " and ".join(gaps)
@@ -434,38 +478,51 @@ def plan_profiles(profile: str, stems: list[str], fallback: str | None) -> tuple
 
 
 def scale_table(at: dict[str, str], status: dict[str, dict], why: dict[str, str]) -> str:
-    """The front page's table (MyST): each chapter, the profile it was built at, its runs and where they trained.
+    """The front page's table (MyST): each chapter, the profile it was built at, its runs (how many came from
+    the committed bundles, how many this build trained), the device and numerics, commits and dates that trained
+    them; under it, why a chapter is not at the build's profile.
 
     >>> print(scale_table({"training": "paper", "cost": "paper"},
-    ...                   {"training": {"runs": 2, "devices": {"NVIDIA H200": 2}}}, {}))
-    | Chapter | Profile | Runs | Trained on |
-    |---|---|---|---|
-    | {doc}`training` | `paper` | 2 | NVIDIA H200 (2) |
-    | {doc}`cost` | `paper` | none | — |
+    ...                   {"training": {"runs": 2, "imported": 2, "trained_now": 0, "devices": {"NVIDIA H200": 2},
+    ...                                 "commits": {"38a5350": 2}, "dates": ["2026-12-06", "2026-12-06"]}}, {}))
+    | Chapter | Profile | Runs | Committed | Trained now | Trained on | Commit | Dates |
+    |---|---|---|---|---|---|---|---|
+    | {doc}`training` | `paper` | 2 | 2 | 0 | NVIDIA H200 (2) | 38a5350 (2) | 2026-12-06 |
+    | {doc}`cost` | `paper` | none | — | — | — | — | — |
     """
-    lines = ["| Chapter | Profile | Runs | Trained on |", "|---|---|---|---|"]
+    lines = ["| Chapter | Profile | Runs | Committed | Trained now | Trained on | Commit | Dates |",
+             "|---|---|---|---|---|---|---|---|"]
     for stem, prof in at.items():
-        st = status.get(stem)
-        where = ", ".join(f"{d} ({n})" for d, n in sorted(st["devices"].items())) if st else "—"
-        note = f" ({why[stem]})" if stem in why else ""
-        lines.append(f"| {{doc}}`{stem}` | `{prof}`{note} | {st['runs'] if st else 'none'} | {where} |")
-    return "\n".join(lines)
+        st, mark = status.get(stem), " *" if stem in why else ""
+        if not st:
+            lines.append(f"| {{doc}}`{stem}` | `{prof}`{mark} | none | — | — | — | — | — |")
+            continue
+        where = ", ".join(f"{d} ({n})" for d, n in sorted(st["devices"].items())) or "—"
+        commits = ", ".join(f"{c} ({n})" for c, n in sorted(st.get("commits", {}).items())) or "—"
+        dates = st.get("dates") or []
+        days = "—" if not dates else dates[0] if dates[0] == dates[1] else f"{dates[0]} to {dates[1]}"
+        lines.append(f"| {{doc}}`{stem}` | `{prof}`{mark} | {st['runs']} | "
+                     f"{st.get('imported', 0)} | {st.get('trained_now', 0)} | {where} | {commits} | {days} |")
+    notes = [f"- \\* {{doc}}`{stem}` is at `{at[stem]}`: {reason}." for stem, reason in why.items()]
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 SCALE_FILE = "_scale_status.md"    # written into the stage; the front page includes it
 
 
-def import_results(root: Path, profile: str) -> list[Path]:
-    """Install the results bundles committed under results/<profile>/ (verified; runs already cached are kept)."""
-    from .bundle import BundleError, bundles_in, install
-    bundles = bundles_in(root / "results" / profile)
-    for b in bundles:
+def import_results(root: Path, profile: str) -> set[str]:
+    """Install the results bundles committed under results/<profile>/ (verified; runs already cached are kept).
+    Returns the keys of the committed runs."""
+    from .bundle import BundleError, bundles_in, install, manifest_of
+    keys = set()
+    for b in bundles_in(root / "results" / profile):
         try:
             c = install(b)
+            keys |= {r["key"] for r in manifest_of(b)["runs"]}
         except BundleError as e:
             raise BuildError(str(e)) from None
         message(f"{b.relative_to(root)}: {c['installed']} runs installed, {c['present']} already in the run cache")
-    return bundles
+    return keys
 
 
 class BuildRecord:
@@ -565,7 +622,8 @@ def build_html(root: Path, stage: Path) -> None:
 def main(argv=None) -> int:
     root = repo_root() or Path.cwd()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="quick", help=f"one of: {', '.join(profiles(root))}")
+    ap.add_argument("--profile", default=DEFAULT_PROFILE,
+                    help=f"one of: {', '.join(profiles(root))} (default {DEFAULT_PROFILE})")
     ap.add_argument("--stage", default=str(root / "_stage"), help="folder for executed notebooks")
     ap.add_argument("--only", nargs="+", help="execute only these chapters (others must be staged)")
     ap.add_argument("--no-html", action="store_true", help="execute chapters, skip jupyter-book")

@@ -147,6 +147,18 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict]:
     return manifest, blobs
 
 
+def manifest_of(path: str | os.PathLike) -> dict:
+    """A bundle's manifest alone (its first member: the runs are not read or checked; `verify` checks them)."""
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            first = tar.next()
+            if first is None or first.name != "manifest.json":
+                raise BundleError(f"{path}: no manifest.json first (not a bnopt bundle)")
+            return json.loads(tar.extractfile(first).read())
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise BundleError(f"{path}: unreadable manifest ({type(e).__name__}: {e})") from None
+
+
 def verify(path: str | os.PathLike) -> tuple[dict, dict]:
     """Check a bundle completely (see the module docstring); returns (manifest, blobs) or raises BundleError
     naming the first run that fails and why."""
