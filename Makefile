@@ -11,12 +11,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+BNOPT := $(VENV)/bin/bnopt
 PROFILE ?=
 DATA ?=
 ifneq ($(strip $(DATA)),)
 export BNOPT_DATA := $(abspath $(DATA))
 endif
-# The vector instruction set (ISA) of PyTorch's CPU kernels, pinned for every command below (bnopt.numerics): the
+# The vector instruction set (ISA) of PyTorch's CPU kernels, pinned for every command below (bnopt.runs.numerics): the
 # ISA decides how SGD rounds, so with the pin every machine of this kind trains the same bits. avx2 (default;
 # +8 % training time on an AVX-512 machine) or native (each library picks the machine's best).
 BNOPT_ISA ?= avx2
@@ -43,7 +44,7 @@ $(VENV)/.installed: requirements-lock.txt pyproject.toml
 	$(PY) -c "import torch, torchvision, papermill, jupyter_book, bnopt; print('[make] torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $@
 
-# MathJax for offline typesetting, from the npm registry (copied into the book's static files by bnopt.build)
+# MathJax for offline typesetting, from the npm registry (copied into the book's static files by bnopt.book.build)
 MATHJAX := $(VENV)/npm/node_modules/mathjax/es5/tex-chtml.js
 $(MATHJAX): $(VENV)/.installed
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm mathjax@3.2.2
@@ -56,7 +57,7 @@ env: $(VENV)/.installed $(MATHJAX)
 # cache lacks (default: yes at quick and tiny; at narrow and paper, no: their chapters fall back to quick)
 TRAIN ?=
 book: $(VENV)/.installed $(MATHJAX)
-	$(PY) -m bnopt.build --profile $(or $(PROFILE),narrow) $(if $(strip $(TRAIN)),--train $(TRAIN),)
+	$(BNOPT) book --profile $(or $(PROFILE),narrow) $(if $(strip $(TRAIN)),--train $(TRAIN),)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
@@ -70,20 +71,20 @@ check-book: $(VENV)/.installed
 	BNOPT_BOOK_HTML=$(abspath _build/html) $(PY) -m pytest -q tests/test_book_html.py
 
 # The committed runs of PROFILE (default narrow): the first 300 steps of a sample retrained and compared with their
-# records, bit for bit under the numerics they recorded (bnopt.verify); CI runs it before the book
+# records, bit for bit under the numerics they recorded (bnopt.runs.verify); CI runs it before the book
 verify-runs: $(VENV)/.installed
-	$(PY) -m bnopt.verify --profile $(or $(PROFILE),narrow)
+	$(BNOPT) verify-runs --profile $(or $(PROFILE),narrow)
 
 QUICK ?=
 bench: $(VENV)/.installed
-	$(PY) -m bnopt.bench --profile $(or $(PROFILE),quick) $(if $(filter 1 yes true,$(QUICK)),--quick,)
+	$(BNOPT) bench --profile $(or $(PROFILE),quick) $(if $(filter 1 yes true,$(QUICK)),--quick,)
 
-# The training campaign (bnopt.campaign): the profile's missing runs in priority order within BUDGET, then a new
+# The training campaign (bnopt.book.campaign): the profile's missing runs in priority order within BUDGET, then a new
 # results bundle under results/<profile>/ (run it from a separate worktree at a fixed commit)
 BUDGET ?= 150m
 WORKERS ?= 1
 campaign: $(VENV)/.installed
-	$(PY) -m bnopt.campaign --profile $(or $(PROFILE),narrow) --budget $(BUDGET) --workers $(WORKERS) $(if $(RESULTS),--results $(RESULTS),)
+	$(BNOPT) campaign --profile $(or $(PROFILE),narrow) --budget $(BUDGET) --workers $(WORKERS) $(if $(RESULTS),--results $(RESULTS),)
 
 clean:
 	rm -rf _build _stage

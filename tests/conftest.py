@@ -34,7 +34,8 @@ def home(tmp_path, monkeypatch):
     h = tmp_path / "home"
     monkeypatch.setenv("BNOPT_HOME", str(h))
     monkeypatch.setenv("BNOPT_PROGRESS", "off")
-    from bnopt import data, runs
+    from bnopt.runs import data
+    from bnopt.runs import launch as runs
     runs._TASKS.clear()
     data._LOADED.clear()
     return h

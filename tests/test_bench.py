@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bnopt import bench
+from bnopt.book import bench
 
 
 def fake(ratio_vgg=1.5, ratio_dln=1.2):
@@ -70,9 +70,9 @@ def test_build_log_gives_the_latest_cold_and_warm(tmp_path, monkeypatch):
 
 def test_run_throughput_reads_each_cached_run_against_the_peak_of_its_precision(home):
     """FLOP per step from the closed form of a deep linear network; achieved FLOP/s = FLOP per step x steps / wall."""
-    from bnopt import runs
-    from bnopt.bench import run_throughput
-    from bnopt.config import dln_config
+    from bnopt.book.bench import run_throughput
+    from bnopt.runs import launch as runs
+    from bnopt.runs.config import dln_config
     L, d, N = 4, 10, 100
     cfg = dln_config(**{"model.depth": L, "model.dim": d, "data.dln_samples": N, "optim.batch_size": N,
                         "optim.steps": 5})
@@ -85,7 +85,7 @@ def test_run_throughput_reads_each_cached_run_against_the_peak_of_its_precision(
 
 
 def test_run_seconds_adds_each_probe_call_and_evaluation_of_the_runs_own_schedule():
-    from bnopt.config import ProbeSpec, vgg_config
+    from bnopt.runs.config import ProbeSpec, vgg_config
     b = {"settings": {"width": 0.125, "batch_size": 128},
          "components": {"vgg": {"plain_step_s": 0.01, "x_plain": {"ics": 5.0, "landscape": 4.0, "eval": 30.0}}}}
     cfg = vgg_config(**{"model.width": 0.125, "optim.steps": 1000, "eval_every": 500,

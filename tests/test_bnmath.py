@@ -7,10 +7,12 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bnopt import bnmath, curvature
-from bnopt.config import ModelConfig, ProbeSpec
-from bnopt.models import build_model
-from bnopt.probes import ProbeContext, UnitStd, build_probe, isolated, model_state_equal
+from bnopt import theory as bnmath
+from bnopt.measure import curvature
+from bnopt.measure.catalog import build_probe
+from bnopt.measure.probes import ProbeContext, UnitStd, isolated, model_state_equal
+from bnopt.nets.models import build_model
+from bnopt.runs.config import ModelConfig, ProbeSpec
 
 D = torch.float64
 
@@ -392,7 +394,7 @@ def test_curvature_stops_with_pytorchs_error_where_an_activation_has_no_double_b
 
 def test_chapter_theorem44_reuses_theorem41_and_equals_the_library_function():
     """The chapter takes the bound from Theorem 4.1's results (no second pass per layer): the same numbers."""
-    from bnopt.chapters import bn_math as M
+    from bnopt.book.chapters import bn_math as M
 
     nets = {"a": _bn_net(7), "b": _bn_net(8)}
     x, y = _batch(seed=7)

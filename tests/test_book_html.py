@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from book_text import book_numerics, numbers_as_slots
 
-from bnopt import build as B
-from bnopt.paths import repo_root
+from bnopt.book import build as B
+from bnopt.runs.paths import repo_root
 
 ROOT = repo_root()
 HTML = Path(os.environ.get("BNOPT_BOOK_HTML") or ROOT / "_build" / "html").resolve()
@@ -97,7 +97,7 @@ def test_each_glued_figure_is_shown_once():
 def test_readme_numbers_appear_in_the_book():
     """Every number the README quotes in its findings section appears in the built book's text, when every CPU run
     of the book has the numerics of the README's reference build (`<!-- numbers-from: ... -->`: CPU vendor, the
-    vector ISA in force, and the PyTorch build, `bnopt.numerics.numerics`, as the front page names them). The
+    vector ISA in force, and the PyTorch build, `bnopt.runs.numerics.numerics`, as the front page names them). The
     Makefile pins the ISA to AVX2, so on every machine of this kind seen so far that is the case. On other numerics
     every SGD trajectory rounds differently and the numbers move within seed noise; there each quote must still
     appear in the book with only its numbers changed, so that the README names nothing the book no longer shows."""
@@ -159,7 +159,7 @@ def browser():
 
 # What a reader sees, measured in the page (JavaScript): tables shown as raw text, tables wider than the column
 # they sit in, and prose values set as monospace code spans (more than six words with a clause break, ', ' or
-# '; ': a sentence, where a command such as `python -m bnopt.bench --quick` has neither). Each is a list of
+# '; ': a sentence, where a command such as `bnopt bench --quick` has neither). Each is a list of
 # short descriptions.
 READER_DEFECTS = """() => {
   const main = document.querySelector('main');
@@ -244,7 +244,7 @@ def test_navigation_reaches_every_chapter(browser, server):
 
 
 def test_front_page_states_the_profile_of_every_chapter():
-    """The front page's scale table (bnopt.build.scale_table): one row per chapter, in the book's order, each
+    """The front page's scale table (bnopt.book.build.scale_table): one row per chapter, in the book's order, each
     with a link to the chapter and the profile it was built at."""
     html = (HTML / "intro.html").read_text()
     table = next((t for t in re.findall(r"<table.*?</table>", html, flags=re.S) if "Trained on" in t), None)

@@ -4,8 +4,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bnopt import build as B
-from bnopt.paths import repo_root
+from bnopt.book import build as B
+from bnopt.book import params as PM
+from bnopt.book import status as ST
+from bnopt.runs.paths import repo_root
 
 ROOT = repo_root()
 CHAPTERS = B.chapters(ROOT)
@@ -13,7 +15,7 @@ CHAPTERS = B.chapters(ROOT)
 
 def test_toc_lists_chapters():
     assert [p.stem for p in CHAPTERS][:1] == ["training"] or "training" in [p.stem for p in CHAPTERS]
-    for f in B.toc_files(ROOT):
+    for f in PM.toc_files(ROOT):
         assert (ROOT / "book" / f"{f}.md").exists() or (ROOT / "book" / f"{f}.ipynb").exists(), f
 
 
@@ -59,7 +61,7 @@ def test_unknown_profile_names_the_choices():
 def test_yaml_reads_exponents_as_floats(tmp_path):
     p = tmp_path / "x.yaml"
     p.write_text("a: 1e-3\nb: 2.5E+2\nc: 0.1\nd: 10\ne: [1e-6, 1e-7]\nf: hello\n")
-    d = B.load_yaml(p)
+    d = PM.load_yaml(p)
     assert d == {"a": 1e-3, "b": 250.0, "c": 0.1, "d": 10, "e": [1e-6, 1e-7], "f": "hello"}
     assert isinstance(d["d"], int)
 
@@ -171,32 +173,33 @@ def test_bad_chapter_jobs_names_what_is_allowed(monkeypatch, value):
 def test_a_chapter_whose_runs_are_missing_or_lack_the_weights_it_reads_falls_back(home, tmp_path, monkeypatch):
     """plan_profiles: at a profile not trained here, a chapter executes there only when the run cache holds all
     its runs (and, for the chapters that rebuild trained networks, their final weights); the others fall back."""
-    from bnopt import bundle, runs
-    from bnopt.cache import RunCache
-    from bnopt.config import dln_config
-    from bnopt.experiments import READS_WEIGHTS
+    from bnopt.book.experiments import READS_WEIGHTS
+    from bnopt.runs import bundle
+    from bnopt.runs import launch as runs
+    from bnopt.runs.cache import RunCache
+    from bnopt.runs.config import dln_config
     cfg = lambda seed, **kw: dln_config(**{"optim.steps": 3, "seed": seed, **kw})
     kept = cfg(0, save_state=True)
     k = runs.run(kept)["meta"]["key"]
     bundle.export([k], tmp_path / "nw.tar", weights=False)
     runs.run(cfg(1))                                           # cached; cfg(2) is not
     grids = {"training": [kept, cfg(1)], "bn_math": [kept], "smoothness": [cfg(1), cfg(2)]}
-    monkeypatch.setattr(B, "chapter_configs", lambda stem, profile: grids.get(stem, []) if profile == "paper" else [])
+    monkeypatch.setattr(ST, "chapter_configs", lambda stem, profile: grids.get(stem, []) if profile == "paper" else [])
     stems = ["training", "bn_math", "smoothness", "library", "cost"]
-    assert B.plan_profiles("paper", stems, None) == ({s: "paper" for s in stems}, {})
-    assert B.plan_profiles("paper", stems, "quick") == (
+    assert ST.plan_profiles("paper", stems, None) == ({s: "paper" for s in stems}, {})
+    assert ST.plan_profiles("paper", stems, "quick") == (
         {"training": "paper", "bn_math": "paper", "smoothness": "quick", "library": "quick", "cost": "paper"},
         {"smoothness": "at `paper`, 1 of its 2 runs are not in the run cache",
          "library": "it computes at `paper` scale itself, which this build does not"})
     import shutil
     shutil.rmtree(RunCache().path(k))                          # now the entry comes from the bundle, weightless
     bundle.install(tmp_path / "nw.tar")
-    at, why = B.plan_profiles("paper", stems, "quick")
+    at, why = ST.plan_profiles("paper", stems, "quick")
     assert "bn_math" in READS_WEIGHTS and "training" not in READS_WEIGHTS
     assert at == {"training": "paper", "bn_math": "quick", "smoothness": "quick", "library": "quick", "cost": "paper"}
     assert why["bn_math"] == "at `paper`, 1 runs came without the final weights it reads"
     status = B.run_status({s: grids[s] for s in ("training", "smoothness")})
-    from bnopt.numerics import numerics
+    from bnopt.runs.numerics import numerics
     here = f"CPU ({numerics()})"
     assert status["training"]["runs"] == 2 and status["training"]["devices"] == {here: 2}
     assert [c.seed for c in status["smoothness"]["missing"]] == [2] and status["training"]["weightless"] == []
@@ -212,13 +215,14 @@ def test_a_chapter_whose_runs_are_missing_or_lack_the_weights_it_reads_falls_bac
 
 
 def test_chapters_at_two_profiles_execute_each_under_its_own(home, monkeypatch, tmp_path):
-    """A fallback build: each group of chapters executes with its profile's parameters and BNOPT_PROFILE, the
-    cost and ledger chapters name the mix, and the stage's scale table (on the front page) lists every chapter."""
+    """A fallback build: each chapter executes with its profile's parameters and is told that profile (its `profile`
+    parameter), the cost and ledger chapters name the mix, the environment is left as it was, and the stage's scale
+    table (on the front page) lists every chapter."""
     log = _fake_chapters(monkeypatch, tmp_path)
-    monkeypatch.setenv("BNOPT_PROFILE", "unset")                # restored after the test
-    seen = {}
+    seen, env = {}, dict(B.os.environ)
     monkeypatch.setattr(B, "execute_chapter", lambda nb, out, params, cwd=None: (
-        seen.__setitem__(nb.stem, (B.os.environ["BNOPT_PROFILE"], params)), out.write_text("{}"), 0.0)[-1])
+        seen.__setitem__(nb.stem, (params.get("profile"), {k: v for k, v in params.items() if k != "profile"})),
+        out.write_text("{}"), 0.0)[-1])
     stems = [nb.stem for nb in CHAPTERS]
     at = {s: "quick" if s == "smoothness" else "paper" for s in stems}
     monkeypatch.setattr(B, "plan_profiles", lambda profile, st, fallback: (
@@ -232,7 +236,7 @@ def test_chapters_at_two_profiles_execute_each_under_its_own(home, monkeypatch, 
                                      ("quick", ["smoothness"], True)]
     quick, paper = B.profile_parameters(ROOT, "quick"), B.profile_parameters(ROOT, "paper")
     assert seen["smoothness"] == ("quick", quick["smoothness"]) and seen["training"] == ("paper", paper["training"])
-    assert seen["ledger"][0] == "paper (smoothness at quick)"
+    assert seen["ledger"][0] == "paper (smoothness at quick)" and dict(B.os.environ) == env
     table = (tmp_path / "stage" / B.SCALE_FILE).read_text()
     rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
     assert [line.split("`")[1] for line in rows] == stems
@@ -244,16 +248,16 @@ def test_runs_trained_on_other_pixels_are_named_not_silently_dropped(home, monke
     holds the data's fingerprint), so those chapters fall back, and the front page says why and how to use them."""
     import json
 
-    from bnopt import runs
-    from bnopt.cache import RunCache, config_hash
-    from bnopt.config import dln_config
+    from bnopt.runs import launch as runs
+    from bnopt.runs.cache import RunCache, config_hash
+    from bnopt.runs.config import dln_config
     cfgs = [dln_config(**{"optim.steps": 3, "seed": s}) for s in (0, 1)]
     runs.run(cfgs[0])
     material = {"config": cfgs[1].key_dict(), "data_fingerprint": "f00dfeed" * 8}     # as if trained on other pixels
     RunCache().write_entry(config_hash(material), {"config.json": json.dumps(material).encode(),
                                                    "meta.json": b"{}", "result.pt": b""})
-    monkeypatch.setattr(B, "chapter_configs", lambda stem, profile: cfgs if profile == "paper" and stem == "ics" else [])
-    at, why = B.plan_profiles("paper", ["ics"], "quick")
+    monkeypatch.setattr(ST, "chapter_configs", lambda stem, profile: cfgs if profile == "paper" and stem == "ics" else [])
+    at, why = ST.plan_profiles("paper", ["ics"], "quick")
     assert at == {"ics": "quick"}
     assert why["ics"] == ("at `paper`, 1 of its 2 runs are not in the run cache and 1 of them are there for other "
                           "CIFAR-10 pixels (f00dfeedf00d: the committed runs were trained on the JPEG copy; DATA= "

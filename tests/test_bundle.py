@@ -7,9 +7,13 @@ import tarfile
 import pytest
 import torch
 
-from bnopt import bundle, runs
-from bnopt.cache import RunCache
-from bnopt.config import dln_config
+from bnopt.book import cli
+from bnopt.book import experiments as E
+from bnopt.runs import bundle
+from bnopt.runs import launch as runs
+from bnopt.runs.cache import RunCache
+from bnopt.runs.config import dln_config
+from bnopt.runs.executor import run_keys
 
 
 def tiny_runs():
@@ -42,7 +46,7 @@ def test_round_trip_installs_identical_entries(home, tmp_path, name):
             assert (other.path(k) / name).read_bytes() == (RunCache().path(k) / name).read_bytes()
         a, b = other.load(k), RunCache().load(k)
         assert torch.equal(a["train_loss"], b["train_loss"]) and a["meta"] == b["meta"]
-    assert bundle.run_keys(cfgs) == dict(zip(keys, cfgs))           # the keys the book computes for its configs
+    assert run_keys(cfgs) == dict(zip(keys, cfgs))           # the keys the book computes for its configs
 
 
 def test_a_tampered_truncated_or_incomplete_bundle_is_refused_and_installs_nothing(home, tmp_path):
@@ -84,25 +88,25 @@ def test_a_tampered_truncated_or_incomplete_bundle_is_refused_and_installs_nothi
 
 def test_cli_export_lists_the_missing_runs_of_a_profile(home, tmp_path, capsys, tiny_folder, monkeypatch):
     monkeypatch.setenv("BNOPT_DATA", str(tiny_folder))
-    assert bundle.main(["export", "--profile", "tiny", str(tmp_path / "t.tar")]) == 2
+    assert cli.bundle_main(["export", "--profile", "tiny", str(tmp_path / "t.tar")]) == 2
     err = capsys.readouterr().err
     assert "runs of profile 'tiny' are not in the cache" in err and "vgg" in err and "dln-d25" in err
     assert not (tmp_path / "t.tar").exists()
-    assert bundle.main(["import", str(tmp_path / "nothing.tar")]) == 2
+    assert cli.bundle_main(["import", str(tmp_path / "nothing.tar")]) == 2
 
 
 def test_a_build_told_not_to_train_stops_before_training_and_lists_the_missing_runs(home, tiny_folder, monkeypatch):
     """`--train no` (the default of the paper profile) lists what is missing, with a cost estimate from a saved
     bench, and trains nothing; after the runs are imported (here: trained), the same build goes through."""
-    from bnopt import build as B
-    from bnopt.paths import repo_root
+    from bnopt.book import build as B
+    from bnopt.runs.paths import repo_root
     monkeypatch.setenv("BNOPT_DATA", str(tiny_folder))
     root = repo_root()
     with pytest.raises(B.BuildError, match=r"runs of profile 'tiny' are not in the run cache") as e:
         B.train_all(root, "tiny", ["training"], train=False)
     text = str(e.value)
     assert "vgg16-w0.0625 norm=none lr=0.1 seed=0, 12 steps" in text and "no saved bench" in text
-    assert "TRAIN=yes" in text and "bnopt.bundle import" in text and RunCache().entries() == []
+    assert "TRAIN=yes" in text and "bnopt bundle import" in text and RunCache().entries() == []
     bench = {"settings": {"width": 0.0625, "batch_size": 16},
              "components": {k: {"plain_step_s": 3600.0, "ratio_estimated": 1.0} for k in ("vgg", "vgg_bn")}}
     (home / "bench").mkdir(parents=True)
@@ -115,7 +119,7 @@ def test_a_build_told_not_to_train_stops_before_training_and_lists_the_missing_r
 
 
 def test_a_bundle_without_weights_keeps_every_record_and_names_the_run_when_weights_are_asked_for(home, tmp_path):
-    from bnopt.train import WeightsMissing, model_of
+    from bnopt.runs.train import WeightsMissing, model_of
     cfg = dln_config(**{"optim.steps": 4, "model.norm": "batch", "save_state": True})
     plain = dln_config(**{"optim.steps": 4, "model.norm": "none"})
     r, p = runs.run(cfg), runs.run(plain)
@@ -146,15 +150,15 @@ def test_a_bundle_without_weights_keeps_every_record_and_names_the_run_when_weig
 def test_cli_export_without_weights(home, tmp_path, capsys, monkeypatch):
     cfg = dln_config(**{"optim.steps": 4, "model.norm": "batch", "save_state": True})
     runs.run(cfg)
-    monkeypatch.setattr(bundle, "profile_configs", lambda profile: [cfg])
-    assert bundle.main(["export", "--profile", "tiny", "--no-weights", str(tmp_path / "t.tar")]) == 0
+    monkeypatch.setattr(E, "profile_configs", lambda profile: [cfg])
+    assert cli.bundle_main(["export", "--profile", "tiny", "--no-weights", str(tmp_path / "t.tar")]) == 0
     assert "the final weights of 1 runs left out" in capsys.readouterr().out
     assert bundle.verify(tmp_path / "t.tar")[0]["weights"] is False
     other = dln_config(**{"optim.steps": 4, "seed": 7})               # not trained: --partial exports the rest
-    monkeypatch.setattr(bundle, "profile_configs", lambda profile: [cfg, other])
-    assert bundle.main(["export", "--profile", "tiny", str(tmp_path / "p.tar")]) == 2
+    monkeypatch.setattr(E, "profile_configs", lambda profile: [cfg, other])
+    assert cli.bundle_main(["export", "--profile", "tiny", str(tmp_path / "p.tar")]) == 2
     assert "or export the others with --partial" in capsys.readouterr().err and not (tmp_path / "p.tar").exists()
-    assert bundle.main(["export", "--profile", "tiny", "--partial", str(tmp_path / "p.tar")]) == 0
+    assert cli.bundle_main(["export", "--profile", "tiny", "--partial", str(tmp_path / "p.tar")]) == 0
     assert "warning: 1 of the 2 runs" in capsys.readouterr().err
     assert [r["description"] for r in bundle.verify(tmp_path / "p.tar")[0]["runs"]] == [runs.describe(cfg)]
 
@@ -173,7 +177,7 @@ def test_a_bundle_name_says_its_compression(home, tmp_path):
 def test_committed_results_stay_under_the_size_cap_and_verify():
     """results/<profile>/: every committed bundle verifies and belongs to its folder's profile, and all of them
     together stay under the README's cap of 40 MB (final weights included, for the runs that keep them)."""
-    from bnopt.paths import repo_root
+    from bnopt.runs.paths import repo_root
     bundles = [b for folder in sorted((repo_root() / "results").glob("*")) for b in bundle.bundles_in(folder)]
     assert sum(b.stat().st_size for b in bundles) <= 40e6
     for b in bundles:
@@ -186,8 +190,8 @@ def test_committed_runs_are_runs_of_their_profile():
     (a chapter default, a probe option, a cadence) would orphan the committed runs and retrain them silently.
     The configurations are compared, not the keys, so that no dataset is needed (a key also holds the data's
     fingerprint)."""
-    from bnopt.config import canonical_json
-    from bnopt.paths import repo_root
+    from bnopt.runs.config import canonical_json
+    from bnopt.runs.paths import repo_root
     for folder in sorted((repo_root() / "results").glob("*")):
         committed = {}
         for b in bundle.bundles_in(folder):
@@ -196,6 +200,6 @@ def test_committed_runs_are_runs_of_their_profile():
                 config = json.loads(blobs[f"runs/{r['key']}/config.json"])["config"]
                 committed[canonical_json(config)] = f"{r['key']} ({r['description']})"
         if committed:
-            declared = {canonical_json(cfg.key_dict()) for cfg in bundle.profile_configs(folder.name)}
+            declared = {canonical_json(cfg.key_dict()) for cfg in E.profile_configs(folder.name)}
             orphans = sorted(v for k, v in committed.items() if k not in declared)
             assert not orphans, f"{folder.name}: committed runs no longer in the profile: " + ", ".join(orphans)

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import bnopt
-from bnopt import runs
-from bnopt.cache import RunCache
-from bnopt.config import CACHE_VERSION, ProbeSpec, RunConfig, config_hash, dln_config
+from bnopt.runs import launch as runs
+from bnopt.runs.cache import RunCache
+from bnopt.runs.config import CACHE_VERSION, ProbeSpec, RunConfig, config_hash, dln_config
 
 
 def small_dln(**changes):
@@ -65,7 +65,7 @@ def test_failed_write_leaves_no_partial_entry(home, monkeypatch):
     cache = RunCache()
     def boom(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr("bnopt.cache.json.dumps", boom)
+    monkeypatch.setattr("bnopt.runs.cache.json.dumps", boom)
     with pytest.raises(OSError):
         cache.save("abc", {"x": 1}, {"train_loss": torch.zeros(2)}, {})
     assert list(cache.root.iterdir()) == []
@@ -114,7 +114,7 @@ def test_replace_rejects_unknown_fields():
 
 
 def test_pack_roundtrip_keeps_every_tensor_and_value():
-    from bnopt.cache import pack, unpack
+    from bnopt.runs.cache import pack, unpack
     r = {"a": torch.arange(6.0).view(2, 3), "b": [torch.tensor(1.5, dtype=torch.float64), {"c": torch.zeros(0)}],
          "i": torch.tensor([1, 2], dtype=torch.int64), "t": (torch.ones(2, 2).t(), "x", 3, None),
          "flag": torch.tensor([True, False]), "n": 0.25}
@@ -130,7 +130,8 @@ def test_pack_roundtrip_keeps_every_tensor_and_value():
 def test_entries_written_before_packing_still_load(home):
     r = bnopt.run(small_dln(), device="cpu")
     d = home / "runs" / r["meta"]["key"]
-    import hashlib, io
+    import hashlib
+    import io
     buf = io.BytesIO()
     torch.save({k: v for k, v in r.items() if k != "meta"}, buf)          # the old, unpacked format
     (d / "result.pt").write_bytes(buf.getvalue())
@@ -142,7 +143,7 @@ def test_entries_written_before_packing_still_load(home):
 
 
 def test_write_text_atomic_replaces_whole_and_leaves_no_temporary(tmp_path):
-    from bnopt.paths import write_text_atomic
+    from bnopt.runs.paths import write_text_atomic
 
     p = tmp_path / "sub" / "x.json"
     write_text_atomic(p, "one")

@@ -1,14 +1,16 @@
-"""The training campaign (bnopt.campaign): priority order, the time budget, and new bundles that never rewrite old
+"""The training campaign (bnopt.book.campaign): priority order, the time budget, and new bundles that never rewrite old
 ones."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bnopt import campaign as C
-from bnopt import experiments as E
-from bnopt.bundle import bundles_in, verify
-from bnopt.config import canonical_json
-from bnopt.executor import estimated_cost
+from bnopt.book import campaign as C
+from bnopt.book import experiments as E
+from bnopt.runs.bundle import bundles_in, verify
+from bnopt.runs.config import canonical_json
+from bnopt.runs.executor import estimated_cost
 
 
 def test_the_quick_grid_in_priority_order_holds_every_run_once():
@@ -38,7 +40,8 @@ def test_a_campaign_trains_within_its_budget_and_exports_only_what_is_new(tiny_d
     assert again["trained"] == 0 and again["bundle"] is None                          # nothing new, no new file
     assert bundles_in(results) == [done["bundle"]]
     import shutil
-    from bnopt.cache import RunCache
+
+    from bnopt.runs.cache import RunCache
     shutil.rmtree(RunCache().root)                   # a fresh worktree: the committed runs are installed, not retrained
     fresh = C.run_campaign("tiny", 600.0, chapters=["training"], results=results)
     assert fresh["trained"] == 0 and fresh["left"] == 0 and fresh["bundle"] is None
@@ -50,7 +53,7 @@ def test_budgets_are_read_or_refused_with_the_valid_forms():
         with pytest.raises(ValueError, match="150m, 2h"):
             C.parse_budget(bad)
     with pytest.raises(ValueError, match="choose 'longest' or 'given'"):
-        from bnopt.executor import ensure
+        from bnopt.runs.executor import ensure
         ensure([], order="random")
 
 
@@ -99,3 +102,45 @@ def test_other_seeds_must_be_the_first_of_the_reference_seeds():
     for bad in ([1, 2], [], [0, 1, 2, 3, 4, 5]):
         with pytest.raises(ValueError, match="the first seeds of seeds"):
             E.chapter_grid("ics", {**params, "other_seeds": bad})
+
+
+def test_sigterm_stops_the_campaign_and_its_workers(tmp_path):
+    """A `kill` of the campaign's process also stops its spawned worker processes (they used to train on, orphaned,
+    slowing whatever ran next 3x), and the process exits 143."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = textwrap.dedent("""
+        import sys, time
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+        from bnopt.book.campaign import CampaignStopped, stop_on_sigterm
+        if __name__ == "__main__":
+            try:
+                with stop_on_sigterm(), ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                    f = pool.submit(time.sleep, 120)
+                    while not pool._processes:
+                        time.sleep(0.05)
+                    print(*pool._processes, flush=True)
+                    f.result()
+            except CampaignStopped:
+                sys.exit(143)
+    """)
+    path = tmp_path / "campaign_like.py"
+    path.write_text(script)
+    proc = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    time.sleep(1.0)                                      # the worker is running its task
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        status = Path(f"/proc/{worker}/status")
+        if not status.exists() or "\nState:\tZ" in status.read_text():     # gone, or a zombie awaiting its reaper
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"worker {worker} still runs after the campaign was stopped")

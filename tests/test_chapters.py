@@ -1,4 +1,4 @@
-"""The chapters' analysis functions (bnopt.chapters.*) on synthetic runs whose answers are known in
+"""The chapters' analysis functions (bnopt.book.chapters.*) on synthetic runs whose answers are known in
 closed form, and their claim records."""
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from bnopt import claims
-from bnopt.chapters import common, ics as I, smoothness as M, training as T
+from bnopt.book import claims
+from bnopt.book.chapters import common
+from bnopt.book.chapters import ics as I
+from bnopt.book.chapters import smoothness as M
+from bnopt.book.chapters import training as T
 
 
 def act_run(vars_, means=None, layer=3):
@@ -183,9 +186,9 @@ def test_hidden_l2_cuts_the_reference_run_and_adds_the_l2_term(tmp_path):
 
 
 def test_init_l2_is_half_wd_times_the_squared_norm():
-    from bnopt.config import vgg_config
-    from bnopt.probes import squared_norms
-    from bnopt.train import model_of
+    from bnopt.measure.probes import squared_norms
+    from bnopt.runs.config import vgg_config
+    from bnopt.runs.train import model_of
     sq = squared_norms(model_of(vgg_config(**{"model.arch": "vgg11", "model.width": 0.125, "model.norm": "batch"})))
     got = M.init_l2("vgg11", 0.125, "batch", 5e-4)
     assert got["all"] == pytest.approx(2.5e-4 * sq["all"]) and sq["all"] - sq["weights"] > 0   # BN gamma = 1, biases
@@ -291,7 +294,7 @@ def _bn_run(betas, gammas, sigma=2.0, layers=3, units=4):
 
 
 def test_gamma_sigma_tracks_beta_by_the_stated_rule():
-    from bnopt.chapters import bn_math as M
+    from bnopt.book.chapters import bn_math as M
 
     betas = [1.0, 3.0, 2.0, 5.0, 4.0]
     st, per_layer, whole, b = M.gamma_sigma_series(_bn_run(betas, [0.1, 0.3, 0.2, 0.5, 0.4]))

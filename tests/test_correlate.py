@@ -1,4 +1,4 @@
-"""Rank correlation across configurations with a seed bootstrap (bnopt.correlate), on known answers."""
+"""Rank correlation across configurations with a seed bootstrap (bnopt.analysis.correlate), on known answers."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from bnopt.correlate import rank_correlation, spearman
+from bnopt.analysis.correlate import rank_correlation, spearman
 
 
 def test_spearman_known_values_and_ties():

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_image_folder
 from PIL import Image
 
-from bnopt import data as D
-from bnopt.config import DataConfig
-from conftest import make_image_folder
+from bnopt.runs import data as D
+from bnopt.runs.config import DataConfig
 
 
 def test_image_folder_decodes_in_label_order(tiny_data):

@@ -21,5 +21,5 @@ def test_module_doctests(name):
 
 def test_doctests_exist_where_metrics_live():
     attempted = {n: doctest.testmod(importlib.import_module(n)).attempted
-                 for n in ("bnopt.chapters.smoothness", "bnopt.chapters.common", "bnopt.verdict", "bnopt.report")}
+                 for n in ("bnopt.book.chapters.smoothness.sweeps", "bnopt.book.chapters.common", "bnopt.analysis.verdict", "bnopt.book.report")}
     assert all(a > 0 for a in attempted.values()), attempted

@@ -3,10 +3,10 @@ in-process run at the same thread count, and names a failed run and its log."""
 import pytest
 import torch
 
-from bnopt import executor as X
-from bnopt.cache import RunCache
-from bnopt.config import ProbeSpec, vgg_config
-from bnopt.runs import run
+from bnopt.runs import executor as X
+from bnopt.runs.cache import RunCache
+from bnopt.runs.config import ProbeSpec, vgg_config
+from bnopt.runs.launch import run
 
 
 def tiny(seed=0, **changes):

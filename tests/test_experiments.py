@@ -1,10 +1,10 @@
 """The chapters' grids: declared for every profile, and the VGG runs shared between chapters."""
 import pytest
 
-from bnopt import experiments as E
-from bnopt.build import profiles
-from bnopt.config import canonical_json
-from bnopt.paths import repo_root
+from bnopt.book import experiments as E
+from bnopt.book.build import profiles
+from bnopt.runs.config import canonical_json
+from bnopt.runs.paths import repo_root
 
 CHAPTERS = sorted(E.GRIDS)
 
@@ -113,11 +113,12 @@ def test_reads_weights_names_exactly_the_chapters_that_rebuild_trained_networks(
     import ast
     from pathlib import Path
 
-    import bnopt.chapters
-    from bnopt.experiments import GRIDS, READS_WEIGHTS
+    import bnopt.book.chapters
+    from bnopt.book.experiments import GRIDS, READS_WEIGHTS
     calls = set()
-    for path in Path(bnopt.chapters.__file__).parent.glob("*.py"):
+    folder = Path(bnopt.book.chapters.__file__).parent
+    for path in folder.rglob("*.py"):               # a chapter is a module or a package of modules
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "model_of" and len(node.args) >= 2:
-                calls.add(path.stem)
+                calls.add(path.relative_to(folder).parts[0].removesuffix(".py"))
     assert calls == set(READS_WEIGHTS) and calls <= set(GRIDS)

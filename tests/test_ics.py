@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from bnopt.config import ModelConfig, ProbeSpec, dln_config
-from bnopt.ics import ICSProbe, sgd_step_values
-from bnopt.models import build_model
-from bnopt.probes import ProbeContext, model_state_equal
-from bnopt.train import half_sse, train
+from bnopt.measure.ics import ICSProbe, sgd_step_values
+from bnopt.measure.probes import ProbeContext, model_state_equal
+from bnopt.nets.models import build_model
+from bnopt.runs.config import ModelConfig, ProbeSpec, dln_config
+from bnopt.runs.train import half_sse, train
 
 D = torch.float64
 
@@ -123,7 +123,7 @@ def test_noisy_bn_suffix_passes_see_the_steps_noise_draw():
 def test_gradient_ics_on_any_model_equals_the_probe_and_restores_everything():
     """The model-agnostic Definition 2.1 (layers named, 'before' read from the forward pass) gives the
     probe's numbers on a bnopt VGG, the hand-computed chain on a DLN, and names what is allowed."""
-    from bnopt.ics import call_order, gradient_ics
+    from bnopt.measure.ics import call_order, gradient_ics
 
     torch.manual_seed(3)
     net = build_model(ModelConfig(arch="vgg11", width=0.125, norm="batch")).double().train()
@@ -136,29 +136,29 @@ def test_gradient_ics_on_any_model_equals_the_probe_and_restores_everything():
     names = [name_of[net.blocks[i].layer] for i in (0, 2, 5)]
     order = call_order(net, x)
     assert order[0] is net.blocks[0].layer and order[1] is net.blocks[0].norm and order[-1] is net.head
-    got = gradient_ics(net, x, y, loss_fn, opt, names)
+    got = gradient_ics(net, x, y, loss_fn, names, optimizer=opt)
     assert got["layers"] == names and float(got["l2"][0]) == 0.0 and float(got["shift"][0]) == 0.0
     for k in ("l2", "cos", "shift"):
         assert torch.allclose(got[k], rec[k], rtol=1e-9, atol=1e-12), k
-    later = gradient_ics(net, x, y, loss_fn, opt, names[1:])      # no first layer: its G must still be complete
+    later = gradient_ics(net, x, y, loss_fn, names[1:], optimizer=opt)      # no first layer: its G must still be complete
     assert torch.allclose(later["l2"], rec["l2"][1:], rtol=1e-9) and torch.allclose(later["cos"], rec["cos"][1:], rtol=1e-9)
     assert model_state_equal(before, net.state_dict()) and len(opt.state) == 0
     act = name_of[net.blocks[0].act]
     with pytest.raises(ValueError, match=rf"\['{act}'\] are not modules with a weight; valid choices include: {names[0]}"):
-        gradient_ics(net, x, y, loss_fn, opt, [act])
+        gradient_ics(net, x, y, loss_fn, [act], optimizer=opt)
 
 
 def test_gradient_ics_on_a_torchvision_resnet_is_zero_at_the_stem_and_positive_later():
     from torchvision.models import resnet18
 
-    from bnopt.ics import gradient_ics
+    from bnopt.measure.ics import gradient_ics
 
     torch.manual_seed(4)
     net = resnet18(num_classes=10)
     x, y = torch.randn(4, 3, 32, 32), torch.randint(10, (4,))
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    got = gradient_ics(net, x, y, torch.nn.functional.cross_entropy, opt, ["conv1", "layer2.0.conv1", "fc"])
+    got = gradient_ics(net, x, y, torch.nn.functional.cross_entropy, ["conv1", "layer2.0.conv1", "fc"], optimizer=opt)
     assert float(got["l2"][0]) == 0.0 and float(got["l2"][1]) > 0 and float(got["l2"][2]) > 0
     assert bool((got["cos"] <= 1 + 1e-6).all())
     assert model_state_equal(before, net.state_dict())

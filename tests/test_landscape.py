@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from bnopt.curvature import SharpnessProbe, top_eigenvalue
-from bnopt.landscape import LandscapeProbe
-from bnopt.models import build_model
-from bnopt.config import ModelConfig
-from bnopt.probes import ProbeContext, model_state_equal
+from bnopt.measure.curvature import SharpnessProbe, top_eigenvalue
+from bnopt.measure.landscape import LandscapeProbe
+from bnopt.measure.probes import ProbeContext, model_state_equal
+from bnopt.nets.models import build_model
+from bnopt.runs.config import ModelConfig
 
 D = torch.float64
 
@@ -99,8 +99,8 @@ def test_lanczos_finds_the_top_when_a_negative_eigenvalue_dominates():
 def test_retained_graph_hvps_equal_fresh_double_backward_bit_for_bit(norm):
     """The Lanczos products share one forward pass and one first backward (hvp_operator); each must
     equal, bit for bit, a product computed from a fresh forward pass with the same noise draw."""
-    from bnopt.curvature import hvp_operator
-    from bnopt.probes import RngSnapshot
+    from bnopt.measure.curvature import hvp_operator
+    from bnopt.measure.probes import RngSnapshot
 
     torch.manual_seed(0)
     net = build_model(ModelConfig(arch="vgg11", width=0.0625, norm=norm)).train()

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from bnopt.chapters import library as L
-from bnopt.probes import model_state_equal
+from bnopt.book.chapters import library as L
+from bnopt.measure.probes import model_state_equal
 
 
 def test_population_statistics_are_the_plain_average_over_the_batches():

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnopt import norms
-from bnopt.config import ModelConfig
-from bnopt.models import VGG_LAYOUTS, build_model, weight_layers
+from bnopt.nets import norms
+from bnopt.nets.models import VGG_LAYOUTS, build_model, weight_layers
+from bnopt.runs.config import ModelConfig
 
 
 @pytest.mark.parametrize("arch, n_conv", [("vgg11", 8), ("vgg13", 10), ("vgg16", 13)])

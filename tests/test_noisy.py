@@ -1,7 +1,7 @@
 """The paper's noisy-BN noise model: statistics of the injected noise, train-only, registry."""
 import torch
 
-from bnopt import norms
+from bnopt.nets import norms
 
 
 def test_noise_statistics_match_algorithm_1():

@@ -1,4 +1,4 @@
-"""The l_p, layer and group normalizations (bnopt.norms) on inputs whose outputs are known in closed form,
+"""The l_p, layer and group normalizations (bnopt.nets.norms) on inputs whose outputs are known in closed form,
 their gradients against finite differences in float64 (to second order: the curvature probes differentiate
 twice), their train/eval behaviour, and the registry's errors."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnopt import norms
-from bnopt.config import ModelConfig, ConfigError
-from bnopt.models import build_model
+from bnopt.nets import norms
+from bnopt.nets.models import build_model
+from bnopt.runs.config import ConfigError, ModelConfig
 
 LP = ("l1", "l2", "linf")
 

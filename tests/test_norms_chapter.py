@@ -3,8 +3,8 @@ rank correlations with speed, and the window cut."""
 import numpy as np
 import pytest
 
-from bnopt import claims
-from bnopt.chapters import norms as N
+from bnopt.book import claims
+from bnopt.book.chapters import norms as N
 
 KEYS = ("speed", "loss_end", "shift", "ics", "beta", "g_pred", "g_spikes", "loss_width", "eig_over")
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from bnopt import build as B
-from bnopt.paths import repo_root
+from bnopt.book import build as B
+from bnopt.runs.paths import repo_root
 
 ROOT = repo_root()
 

@@ -1,4 +1,4 @@
-"""What sets a CPU run's rounding (bnopt.numerics), and the one switch that pins it (BNOPT_ISA in the Makefile)."""
+"""What sets a CPU run's rounding (bnopt.runs.numerics), and the one switch that pins it (BNOPT_ISA in the Makefile)."""
 from __future__ import annotations
 
 import os
@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from bnopt import numerics as N
-from bnopt.paths import repo_root
+from bnopt.runs import numerics as N
+from bnopt.runs.paths import repo_root
 
 ROOT = repo_root()
 
 
 def _numerics_in_child(env: dict) -> str:
-    code = "from bnopt.numerics import numerics, in_force; print(numerics()); print(in_force())"
+    code = "from bnopt.runs.numerics import numerics, in_force; print(numerics()); print(in_force())"
     base = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
                                                             "MKL_ENABLE_INSTRUCTIONS")}
     out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bnopt import experiments as E
-from bnopt.build import book_dir, notebook_parameters
-from bnopt.paths import repo_root
+from bnopt.book import experiments as E
+from bnopt.book.build import book_dir, notebook_parameters
+from bnopt.runs.paths import repo_root
 
 
 def landscape_etas(cfg):

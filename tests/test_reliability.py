@@ -8,13 +8,15 @@ from multiprocessing import get_context
 import pytest
 import torch
 
-from bnopt import build as B
-from bnopt import experiments as E
-from bnopt.cache import RunCache
-from bnopt.config import ConfigError, ProbeSpec, dln_config, vgg_config
-from bnopt.params import ParameterError, coerce, coerce_parameters
-from bnopt.paths import repo_root
-from bnopt.train import resolve_device
+from bnopt.book import build as B
+from bnopt.book import cli
+from bnopt.book import experiments as E
+from bnopt.book import params as PM
+from bnopt.book.params import ParameterError, coerce, coerce_parameters
+from bnopt.runs.cache import RunCache
+from bnopt.runs.config import ConfigError, ProbeSpec, dln_config, vgg_config
+from bnopt.runs.paths import repo_root
+from bnopt.runs.train import resolve_device
 
 ROOT = repo_root()
 
@@ -69,14 +71,14 @@ def test_profile_yaml_errors_name_the_file_and_line(tmp_path):
     dup = tmp_path / "dup.yaml"
     dup.write_text("training:\n  steps: 10\n  steps: 20\n")
     with pytest.raises(B.BuildError, match=r"dup.yaml, line 3: duplicate key 'steps' \(first at line 2\)"):
-        B.load_yaml(dup)
+        PM.load_yaml(dup)
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  steps: [1, 2\n  lr: 3\n")
     with pytest.raises(B.BuildError, match=r"bad.yaml, line \d+: "):
-        B.load_yaml(bad)
+        PM.load_yaml(bad)
     good = tmp_path / "good.yaml"
     good.write_text("_a: &a\n  steps: 1\ntraining:\n  <<: *a\n  lr: 1e-3\n")
-    assert B.load_yaml(good)["training"] == {"steps": 1, "lr": 1e-3}     # anchors and merges still work
+    assert PM.load_yaml(good)["training"] == {"steps": 1, "lr": 1e-3}     # anchors and merges still work
 
 
 def test_profile_values_are_coerced_and_checked_before_training():
@@ -89,9 +91,9 @@ def test_profile_values_are_coerced_and_checked_before_training():
 def test_unknown_names_fail_with_the_valid_choices(tmp_path, capsys, monkeypatch):
     with pytest.raises(B.BuildError, match=r"--only names unknown chapter\(s\) \['nope'\]; chapters: bn_math, training"):
         B.stage_book(ROOT, tmp_path / "stage", "tiny", only=["nope"])
-    assert E.main(["training", "--set", "stepz=5"]) == 1
+    assert cli.train_main(["training", "--set", "stepz=5"]) == 1
     assert "unknown parameter(s) ['stepz'] for chapter 'training'; its parameters: [" in capsys.readouterr().err
-    assert E.main(["training", "--set", "width=0", "steps=1"]) == 1
+    assert cli.train_main(["training", "--set", "width=0", "steps=1"]) == 1
     assert "model.width must be > 0, got 0.0" in capsys.readouterr().err
     monkeypatch.setenv("BNOPT_DEVICE", "garbage")
     with pytest.raises(ValueError, match="BNOPT_DEVICE='garbage' is not a device; valid choices here: cpu"):
@@ -143,10 +145,10 @@ def test_second_writer_keeps_the_first_entry_and_stale_scratch_is_cleaned(tmp_pa
 
 
 def test_decoded_cache_is_keyed_by_image_content(tmp_path, monkeypatch):
+    from conftest import make_image_folder
     from PIL import Image
 
-    from bnopt import data
-    from conftest import make_image_folder
+    from bnopt.runs import data
 
     monkeypatch.setenv("BNOPT_HOME", str(tmp_path / "home"))
     data._LOADED.clear()
@@ -194,7 +196,7 @@ def test_the_build_checks_layer_choices_before_training(monkeypatch, tmp_path):
         p = real(chapter, profile)
         return {**p, "ridge_layers": [3, 4]} if chapter == "training" else p
     monkeypatch.setattr(E, "chapter_parameters", bad)
-    monkeypatch.setattr("bnopt.executor.ensure", lambda *a, **k: pytest.fail("trained before checking"))
+    monkeypatch.setattr("bnopt.runs.executor.ensure", lambda *a, **k: pytest.fail("trained before checking"))
     with pytest.raises(B.BuildError, match=r"chapter 'training' \(profile 'tiny'\): ridge_layers=\[3, 4\]: layers \[4\] "
                                            r"are not recorded; valid choices: \[2, 3, 9, 11, 13\]"):
         B.train_all(ROOT, "tiny", ["bn_math", "training"])

@@ -11,18 +11,19 @@ import textwrap
 import pytest
 import torch
 
-from bnopt.cache import RunCache, result_digest
-from bnopt.config import vgg_config
-from bnopt.experiments import VGG_ETA_MULTIPLES, book_probes, scaled_etas
-from bnopt.train import Checkpoints, load_checkpoint, save_checkpoint, train
+from bnopt.book.experiments import VGG_ETA_MULTIPLES, book_probes, scaled_etas
+from bnopt.runs.cache import RunCache, result_digest
+from bnopt.runs.config import vgg_config
+from bnopt.runs.train import Checkpoints, load_checkpoint, save_checkpoint, train
 
 EVERY = 5
 CHILD = textwrap.dedent("""
     import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
-    from bnopt import runs, train as T
-    from bnopt.config import RunConfig
+    from bnopt.runs import launch as runs
+    from bnopt.runs import train as T
+    from bnopt.runs.config import RunConfig
     cfg, kill_after = RunConfig.from_dict(json.loads(sys.argv[1])), int(sys.argv[2])
     real, done = T.sgd_step, [0]
     def counted(*a, **k):                # SIGKILL inside the step after `kill_after` training steps
@@ -111,19 +112,19 @@ def test_resuming_in_process_gives_the_same_bits(tiny_data, tmp_path):
 
 
 def _run_id(cfg):
-    from bnopt.config import config_hash
+    from bnopt.runs.config import config_hash
     return config_hash(cfg.key_dict())
 
 
 def _fingerprint(cfg):
-    from bnopt.runs import get_task
+    from bnopt.runs.launch import get_task
     return get_task(cfg, torch.device("cpu")).fingerprint
 
 
 def test_a_run_past_its_stop_time_checkpoints_stops_and_resumes_bit_identical(tiny_data, tmp_path):
     import time
 
-    from bnopt.train import RunStopped
+    from bnopt.runs.train import RunStopped
     cfg = resumable_config(steps=10)
     straight = train(cfg)
     path = tmp_path / "ckpt.pt"
@@ -138,7 +139,7 @@ def test_a_run_past_its_stop_time_checkpoints_stops_and_resumes_bit_identical(ti
 def test_ensure_past_its_stop_time_starts_nothing_and_reports_it(tiny_data):
     import time
 
-    from bnopt import executor as X
+    from bnopt.runs import executor as X
     cfgs = [resumable_config(steps=4).replace(seed=s) for s in (0, 1)]
     s = X.ensure(cfgs, workers=1, threads=1, stop_at=time.time() - 1)
     assert (s["stopped"], s["trained"], s["cached"]) == (2, 0, 0) and X.missing(cfgs) == cfgs
@@ -147,7 +148,7 @@ def test_ensure_past_its_stop_time_starts_nothing_and_reports_it(tiny_data):
 
 
 def test_a_run_shorter_than_the_interval_writes_no_checkpoint(tiny_data, tmp_path):
-    """The default cadence (bnopt.runs): a checkpoint only once CHECKPOINT_INTERVAL_S seconds have passed, so the
+    """The default cadence (bnopt.runs.launch): a checkpoint only once CHECKPOINT_INTERVAL_S seconds have passed, so the
     short runs of the quick book write none; with no interval, every `every` steps."""
     cfg = resumable_config(steps=6)
     path = tmp_path / "ckpt.pt"
@@ -157,3 +158,19 @@ def test_a_run_shorter_than_the_interval_writes_no_checkpoint(tiny_data, tmp_pat
     assert load_checkpoint(path, _run_id(cfg))["step"] == 4
     with pytest.raises(ValueError, match="0 or more seconds"):
         Checkpoints(path, 2, min_interval_s=-1.0)
+
+
+def test_progress_of_a_resumed_run_counts_only_the_steps_made_since(monkeypatch, tmp_path):
+    """A run resumed at step 50 that makes 10 steps in 10 s reports 1.0 steps/s and 40 s left (not 6 steps/s)."""
+    from bnopt.runs import progress as P
+
+    log = tmp_path / "progress.log"
+    monkeypatch.setenv("BNOPT_PROGRESS", f"file:{log}")
+    clock = iter([0.0, 0.0, 10.0])
+    monkeypatch.setattr(P.time, "perf_counter", lambda: next(clock))
+    p = P.Progress("run", 100, interval=0.0)
+    p.resumed(50)
+    p.update(60)
+    P.close_files()
+    lines = log.read_text().splitlines()
+    assert lines == ["[bnopt] run: resumed at step 50/100", "[bnopt] run: 60/100 steps, 1.0 steps/s, eta 40s "]

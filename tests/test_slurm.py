@@ -1,4 +1,4 @@
-"""The Slurm engine (bnopt.slurm): one job array of packed runs into the run cache, results identical to
+"""The Slurm engine (bnopt.runs.slurm): one job array of packed runs into the run cache, results identical to
 the local executor's. submitit's `local` cluster runs the same array as local processes (always tested);
 the real Slurm test runs where `tools/slurm_single_node.sh` has started a cluster, and is skipped with the
 reason otherwise."""
@@ -8,10 +8,10 @@ import subprocess
 import pytest
 import torch
 
-from bnopt import executor, slurm
-from bnopt.cache import RunCache
-from bnopt.config import dln_config
-from bnopt.runs import run
+from bnopt.runs import executor, slurm
+from bnopt.runs.cache import RunCache
+from bnopt.runs.config import dln_config
+from bnopt.runs.launch import run
 
 
 def grid():

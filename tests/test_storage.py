@@ -2,10 +2,10 @@
 number a chapter reads, and packing a run's result for the cache or a bundle changes nothing at all."""
 import torch
 
-from bnopt import experiments as E
-from bnopt.cache import from_packed, packed_bytes, result_digest
-from bnopt.config import ProbeSpec, dln_config, vgg_config
-from bnopt.train import train
+from bnopt.book import experiments as E
+from bnopt.runs.cache import from_packed, packed_bytes, result_digest
+from bnopt.runs.config import ProbeSpec, dln_config, vgg_config
+from bnopt.runs.train import train
 
 
 def probed(storage: dict, steps: int = 9, every: int = 2):
@@ -51,8 +51,8 @@ def test_thinned_records_are_what_the_chapters_read(tiny_data):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bnopt import plotting as P
-    from bnopt.chapters.ics import drift
+    from bnopt.book import plotting as P
+    from bnopt.book.chapters.ics import drift
     r = probed({"detail_every": 4, "activation_samples": 50, "sample_dtype": "bfloat16"})
     fig, ax = plt.subplots()
     P.ridgeline(ax, r["probes"]["activations"], 8)

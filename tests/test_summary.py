@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from bnopt import summary as S
+from bnopt.analysis import summary as S
 
 
 def test_smooth_matches_naive_trailing_mean():
@@ -45,7 +45,7 @@ def test_eval_curve_pads_runs_that_stopped():
 
 
 def test_probe_series_pads_runs_that_stopped_and_picks_layers():
-    from bnopt.summary import at_layer, probe_series
+    from bnopt.analysis.summary import at_layer, probe_series
 
     rec = lambda s, v: {"step": s, "data": {"layers": [5, 10], "l2": [v, 10 * v]}}
     a = {"probes": {"ics": [rec(0, 1.0), rec(50, 2.0), rec(100, 3.0)]}}
@@ -56,7 +56,7 @@ def test_probe_series_pads_runs_that_stopped_and_picks_layers():
 
 
 def test_pm_g_formats_mean_and_sample_std():
-    from bnopt.report import pm_g
+    from bnopt.book.report import pm_g
 
     assert pm_g([1.0, 2.0, 3.0]) == "2 ± 1"
     assert pm_g([float("nan")]) == "n/a" and pm_g([0.5]) == "0.5 ± 0"

@@ -3,10 +3,12 @@ import math
 import pytest
 import torch
 
-from bnopt.config import ProbeSpec, dln_config, vgg_config
-from bnopt.models import build_model
-from bnopt.probes import ActivationSampler, ProbeContext, build_probe, isolated, model_state_equal, register, PROBES
-from bnopt.train import train
+from bnopt.measure import catalog
+from bnopt.measure.catalog import PROBES, build_probe
+from bnopt.measure.probes import ActivationSampler, ProbeContext, isolated, model_state_equal
+from bnopt.nets.models import build_model
+from bnopt.runs.config import ProbeSpec, dln_config, vgg_config
+from bnopt.runs.train import train
 
 
 def tiny_vgg(norm="batch", steps=6, **changes):
@@ -33,7 +35,7 @@ def test_result_records_metrics_and_evals(tiny_data):
 
 def test_dln_loss_is_half_sum_of_squares_and_learns():
     r = train(dln_config(**{"optim.steps": 200}), device="cpu")
-    from bnopt.data import make_dln_data
+    from bnopt.runs.data import make_dln_data
     x, y, _ = make_dln_data(1000, 10, 0)
     torch.manual_seed(0)
     m = build_model(dln_config().model)
@@ -124,7 +126,7 @@ def test_a_probe_starts_at_its_start_step_and_a_run_can_skip_the_test_set(tiny_d
 def test_the_book_probes_do_not_change_the_training_run(tiny_data, norm):
     """Every probe the book puts on its runs (experiments.book_probes), on a BN and a noisy-BN net:
     the loss trajectory is bit-identical with and without them."""
-    from bnopt.experiments import VGG_ETA_MULTIPLES, book_probes, scaled_etas
+    from bnopt.book.experiments import VGG_ETA_MULTIPLES, book_probes, scaled_etas
 
     plain = train(tiny_vgg(steps=6, norm=norm))
     probed = train(tiny_vgg(steps=6, norm=norm, probes=book_probes(2, 3, [1, 8], scaled_etas(0.1, VGG_ETA_MULTIPLES))))
@@ -149,5 +151,5 @@ def test_probe_registry_errors():
     with pytest.raises(ValueError, match="pre_act, post_act, layer"):
         ActivationSampler(build_model(tiny_vgg().model), where="middle")
     assert "activations" in PROBES
-    with pytest.raises(ValueError, match="probe 'activations' is already registered"):
-        register("activations")(type("Again", (), {}))
+    with pytest.raises(ValueError, match="probe 'activations' is already in the catalog"):
+        catalog._catalog(*PROBES.values(), type("Again", (), {"name": "activations"}))

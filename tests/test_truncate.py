@@ -2,10 +2,10 @@
 first n steps (`summary.truncate`) must equal the run that trained n steps, bit for bit, with its probes."""
 import torch
 
-from bnopt import experiments as E
-from bnopt import summary as S
-from bnopt.config import vgg_config
-from bnopt.train import train
+from bnopt.analysis import summary as S
+from bnopt.book import experiments as E
+from bnopt.runs.config import vgg_config
+from bnopt.runs.train import train
 
 
 def same(a, b, path="result"):

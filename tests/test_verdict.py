@@ -1,4 +1,4 @@
-"""The one verdict rule (bnopt.verdict) and the claims ledger (bnopt.claims) on cases with known answers."""
+"""The one verdict rule (bnopt.analysis.verdict) and the claims ledger (bnopt.book.claims) on cases with known answers."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from bnopt import claims, report
-from bnopt.config import ConfigError
-from bnopt.verdict import Rule, compare, theory
+from bnopt.analysis.verdict import Rule, RuleError, compare, theory
+from bnopt.book import claims, report
 
 
 def test_effect_is_geometric_mean_ratio_and_ci_brackets_it():
@@ -60,7 +59,7 @@ def test_bad_input_names_what_is_allowed():
         compare([-1.0, 1.0], [2.0, 2.0])
     with pytest.raises(ValueError, match="equal length"):
         compare([1.0, 2.0], [2.0])
-    with pytest.raises(ConfigError, match="partly_agree"):
+    with pytest.raises(RuleError, match="partly_agree"):
         Rule(partly_agree=0.9, reproduced_agree=0.8)
 
 

@@ -1,14 +1,15 @@
-"""`make verify-runs` (bnopt.verify): committed runs retrained for their first steps match their records bit for bit
+"""`make verify-runs` (bnopt.runs.verify): committed runs retrained for their first steps match their records bit for bit
 under the numerics they recorded; a record that does not reproduce fails naming the run; elsewhere a tolerance."""
 import json
 
 import pytest
 import torch
 
-from bnopt import bundle, runs
-from bnopt import verify as V
-from bnopt.cache import RunCache
-from bnopt.config import dln_config
+from bnopt.runs import bundle
+from bnopt.runs import launch as runs
+from bnopt.runs import verify as V
+from bnopt.runs.cache import RunCache
+from bnopt.runs.config import dln_config
 
 
 def committed_folder(tmp_path, change=None):

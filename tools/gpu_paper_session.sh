@@ -8,7 +8,7 @@
 # Then one device call (`run`, carry [".devdata"], timeout_s 560):
 #     BUDGET_S=420 bash tools/gpu_paper_session.sh
 # It uses the machine's own python3 and PyTorch (nothing can be installed there; bnopt runs from src/). What it
-# writes under $OUT comes back: paper-runs.tar (`python -m bnopt.bundle import`, then commit under results/paper/),
+# writes under $OUT comes back: paper-runs.tar (`bnopt bundle import`, then commit under results/paper/),
 # runs.jsonl (one line per run: steps, wall time, FLOP per step, achieved FLOP/s, fraction of peak), peak.json,
 # precision.json (TF32 against FP32 on the same seeds) and log.txt.
 #
@@ -42,9 +42,9 @@ python3 - "$OUT" <<'EOF'
 # The device's measured matrix-product peaks (the ceilings the runs' FLOP/s are read against), and TF32 against FP32
 # on the same seed: CHECK_STEPS steps of the paper's BN and standard VGG-16; the loss curves' gap is reported.
 import json, os, sys, torch
-from bnopt.config import vgg_config
-from bnopt.bench import matmul_peak
-from bnopt.train import train
+from bnopt.runs.config import vgg_config
+from bnopt.book.bench import matmul_peak
+from bnopt.runs.train import train
 out, dev = sys.argv[1], os.environ["DEVICE"]
 steps, width, n = int(os.environ["CHECK_STEPS"]), float(os.environ["CHECK_WIDTH"]), int(os.environ["MATMUL_N"])
 p = {"fp32": matmul_peak(n, 10, dev), "tf32": matmul_peak(n, 10, dev, tf32=True),
@@ -73,15 +73,15 @@ EOF
 for ch in $CHAPTERS; do
   l=$(left); if [ "$l" -lt 45 ]; then echo "[gpu] budget spent: $ch and the rest not started"; break; fi
   echo "[gpu] chapter $ch, ${l}s left"
-  timeout "$l" python3 -m bnopt.experiments "$ch" --profile "$PROFILE" --workers "$WORKERS" || echo "[gpu] $ch stopped (rc $?)"
+  timeout "$l" python3 -m bnopt train "$ch" --profile "$PROFILE" --workers "$WORKERS" || echo "[gpu] $ch stopped (rc $?)"
 done
 
-python3 -m bnopt.bundle export --profile "$PROFILE" --partial --no-weights "$OUT/$PROFILE-runs.tar"
+python3 -m bnopt bundle export --profile "$PROFILE" --partial --no-weights "$OUT/$PROFILE-runs.tar"
 python3 - "$OUT" <<'EOF'
-# One line per run in the cache (bnopt.bench.run_throughput): steps, wall time, FLOP per plain step, achieved FLOP/s
+# One line per run in the cache (bnopt.book.bench.run_throughput): steps, wall time, FLOP per plain step, achieved FLOP/s
 # and its fraction of the measured TF32 (or FP32) peak.
 import json, sys
-from bnopt.bench import run_throughput
+from bnopt.book.bench import run_throughput
 out = sys.argv[1]
 rows = run_throughput(json.load(open(f"{out}/peak.json")))
 open(f"{out}/runs.jsonl", "w").write("".join(json.dumps(r) + "\n" for r in rows))

@@ -1,18 +1,26 @@
 """bnopt: reproducing Santurkar et al. (2018), "How Does Batch Normalization Help Optimization?".
 
-One concept per module:
-  config    RunConfig: a run declared as data            data      CIFAR-10 / DLN data on the device
-  norms     normalization registry ('none', 'batch', ..)  models    CIFAR VGG, deep linear network
-  train     the SGD loop, divergence as a result          probes    measurements during training
-  cache     on-disk run cache keyed by config hash        runs      run(cfg), run_seeds(cfg, seeds)
-  summary   aggregation over seeds                        plotting  shared figures
-  bnmath    BN from first principles, Sec. 4 theorems    curvature HVPs, Lanczos extreme eigenvalues
-  landscape loss/gradient along the step (Figs 4, 10, 11)    ics   Definition 2.1 as a probe
-  experiments  chapter grids as data, GPU CLI           build     the book pipeline
-  report    numbers glued into the chapters' prose        progress  progress lines for a terminal
-"""
-__version__ = "0.1.0"
+The package is in layers whose imports only point down (tests/test_layout.py enforces it):
 
-from .config import DataConfig, ModelConfig, OptimConfig, ProbeSpec, RunConfig, dln_config, vgg_config  # noqa: E402,F401
-from .runs import run, run_seeds  # noqa: E402,F401
-from . import curvature, ics, landscape  # noqa: E402,F401  (register their probes)
+  bnopt.nets       normalizations and the networks (VGG for CIFAR-10, deep linear networks)
+  bnopt.measure    measurements on any model: gradient ICS, the landscape, Hessian extremes and density
+  bnopt.theory     BN from first principles and the paper's Section 4 results, checked numerically
+  bnopt.analysis   summaries over seeds, verdicts, correlations (numbers only, no torch)
+  bnopt.runs       a run declared as data (RunConfig), training, the run cache, workers, Slurm, bundles
+  bnopt.book       the report: parameters, grids, claims, figures, the build, one module per chapter
+
+This module is the public surface: the measurement API and the run API, flat.
+"""
+from bnopt._version import __version__
+from bnopt.measure import (density_moment, gradient_ics, hessian_extremes, isolated, landscape, outlier_ratio,
+                           spectral_density, with_population_statistics)
+from bnopt.runs.config import DataConfig, ModelConfig, OptimConfig, ProbeSpec, RunConfig, dln_config, vgg_config
+from bnopt.runs.launch import run, run_seeds
+
+__all__ = ["__version__",
+           # measurements on any model
+           "gradient_ics", "landscape", "hessian_extremes", "spectral_density", "with_population_statistics",
+           "isolated", "density_moment", "outlier_ratio",
+           # runs declared as data
+           "RunConfig", "ModelConfig", "DataConfig", "OptimConfig", "ProbeSpec", "vgg_config", "dln_config",
+           "run", "run_seeds"]

@@ -1,0 +1,1 @@
+"""bnopt.analysis."""
