@@ -1,0 +1,124 @@
+"""The tests behind the verdicts, all from scipy.stats (issue 28): a paired t-test on per-seed log ratios or
+differences with its confidence interval, the exact sign test beside it, Benjamini-Hochberg adjustment across a
+ledger, a permutation test of a rank correlation over configurations, and a regression slope tested against a
+stated value (1 for "set by the learning rate", not 0).
+
+Each function takes plain numbers and returns plain numbers; the known answers are in the doctests and in
+tests/test_stats.py.
+
+>>> round(sign_test(5, 5), 5)          # five of five pairs agree: 1/32, the smallest p five pairs can give
+0.03125
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+SIDES = {"<": "less", ">": "greater"}
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A one-sample t-test of the per-pair values d (log ratios or differences) against 0."""
+    n: int
+    mean: float                      # the mean of d (exp of it: the geometric-mean ratio)
+    ci: tuple[float, float]          # the two-sided `level` interval of the mean of d
+    p_claimed: float                 # one-sided p toward the claimed side
+    p_other: float                   # one-sided p toward the other side
+
+
+def paired_t(d, claim: str, level: float = 0.95) -> PairedTest:
+    """The t-test of mean(d) = 0 against the claimed side ("<": mean(d) < 0, ">": mean(d) > 0), its assumption
+    being that d is roughly normal over seeds (log ratios of positive measurements usually are). Needs n >= 2; the
+    p-values and interval are NaN when d has no spread at all (the t statistic is undefined).
+
+    >>> t = paired_t([1.0, 2.0, 3.0], ">")
+    >>> t.mean, round(t.p_claimed, 4), round(t.p_other, 4)   # P(T_2 > 2 sqrt 3) = (1 - sqrt(6/7)) / 2
+    (2.0, 0.0371, 0.9629)
+    >>> [round(x, 3) for x in t.ci]         # 2 -/+ t(0.975, 2) * 1 / sqrt(3)
+    [-0.484, 4.484]
+    """
+    if claim not in SIDES:
+        raise ValueError(f"claim must be one of {', '.join(SIDES)}, got {claim!r}")
+    d = np.asarray(d, dtype=float)
+    if d.ndim != 1 or len(d) < 2 or not np.all(np.isfinite(d)):
+        raise ValueError(f"paired_t needs at least 2 finite per-pair values, got {d.tolist()}")
+    if np.ptp(d) == 0:                             # no spread: the t statistic is undefined
+        nan = float("nan")
+        return PairedTest(len(d), float(d.mean()), (nan, nan), nan, nan)
+    other = "greater" if claim == "<" else "less"
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)      # a spread near rounding: scipy warns
+        ci = stats.ttest_1samp(d, 0.0).confidence_interval(level)
+        claimed = stats.ttest_1samp(d, 0.0, alternative=SIDES[claim]).pvalue
+        opposite = stats.ttest_1samp(d, 0.0, alternative=other).pvalue
+    return PairedTest(len(d), float(d.mean()), (float(ci.low), float(ci.high)), float(claimed), float(opposite))
+
+
+def sign_test(agree: int, n: int) -> float:
+    """The exact one-sided sign test: p of at least `agree` of `n` pairs on the claimed side when each side has
+    probability 1/2. Assumption-free, and coarse: n pairs can never give p below 2**-n.
+
+    >>> sign_test(3, 3), sign_test(2, 3)
+    (0.125, 0.5)
+    """
+    if not 0 <= agree <= n or n < 1:
+        raise ValueError(f"sign_test needs 0 <= agree <= n and n >= 1, got agree={agree}, n={n}")
+    return float(stats.binomtest(agree, n, 0.5, alternative="greater").pvalue)
+
+
+def adjust(pvalues, method: str = "bh") -> np.ndarray:
+    """P-values adjusted across a family of claims: Benjamini-Hochberg ('bh', the false-discovery rate: the
+    expected share of false 'reproduced' among the reproduced) or Benjamini-Yekutieli ('by', any dependence).
+    NaN entries (claims without a test) are left out of the family and stay NaN.
+
+    >>> adjust([0.01, 0.02, 0.03, 0.04]).round(4).tolist()
+    [0.04, 0.04, 0.04, 0.04]
+    >>> adjust([0.01, float("nan"), 0.04]).round(4).tolist()
+    [0.02, nan, 0.04]
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    keep = ~np.isnan(p)
+    if keep.any():
+        out[keep] = stats.false_discovery_control(p[keep], method=method)
+    return out
+
+
+def rank_correlation(x, y, n_resamples: int = 9_999, seed: int = 0, alternative: str = "two-sided") -> dict:
+    """Spearman's rho over configurations and the p-value of a permutation test (the labels of y shuffled
+    against x; exact over all orders when there are few of them). {'rho', 'p', 'n'}.
+
+    >>> r = rank_correlation([1, 2, 3, 4, 5], [2, 4, 6, 8, 10])
+    >>> round(r["rho"], 9), round(r["p"], 4)           # 2 of the 120 orders give |rho| = 1
+    (1.0, 0.0167)
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
+        raise ValueError("rank_correlation needs two 1-D sequences of the same length, at least 3")
+    rho = lambda yy: stats.spearmanr(x, yy).statistic
+    res = stats.permutation_test((y,), rho, permutation_type="pairings", n_resamples=n_resamples,
+                                 alternative=alternative, rng=np.random.default_rng(seed))
+    return {"rho": float(rho(y)), "p": float(res.pvalue), "n": len(x)}
+
+
+def slope_test(x, y, against: float = 1.0, level: float = 0.95) -> dict:
+    """The least-squares slope of y on x (`linregress`), its two-sided `level` interval, and the two-sided p of
+    slope = `against` (for "set by the learning rate" on log-log axes: 1, not 0). {'slope', 'ci', 'p', 'n'}.
+
+    >>> r = slope_test([0.0, 1.0, 2.0, 3.0], [0.1, 1.0, 2.1, 2.9], against=1.0)
+    >>> round(r["slope"], 3), round(r["p"], 3)              # slope 4.75 / 5
+    (0.95, 0.326)
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or len(x) < 3:
+        raise ValueError("slope_test needs at least 3 points")
+    fit = stats.linregress(x, y)
+    df = len(x) - 2
+    half = stats.t.ppf((1 + level) / 2, df) * fit.stderr
+    t = (fit.slope - against) / fit.stderr if fit.stderr > 0 else (0.0 if fit.slope == against else np.inf)
+    return {"slope": float(fit.slope), "ci": (float(fit.slope - half), float(fit.slope + half)),
+            "p": float(2 * stats.t.sf(abs(t), df)), "n": len(x)}

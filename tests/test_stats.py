@@ -1,0 +1,71 @@
+"""Known answers, in closed form, for the scipy.stats-backed tests of bnopt.analysis.stats (issue 28)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bnopt.analysis.stats import adjust, paired_t, rank_correlation, sign_test, slope_test
+
+
+@pytest.mark.parametrize("agree,n", [(5, 5), (4, 5), (3, 3), (2, 3), (0, 4)])
+def test_sign_test_is_the_binomial_tail(agree, n):
+    assert sign_test(agree, n) == pytest.approx(sum(math.comb(n, i) for i in range(agree, n + 1)) / 2 ** n)
+    with pytest.raises(ValueError, match="agree <= n"):
+        sign_test(n + 1, n)
+
+
+def test_paired_t_matches_the_t_distribution_with_two_degrees_of_freedom():
+    """With 3 pairs (df = 2) the t distribution has closed forms: P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2 and the
+    quantile t_q = (2q - 1) / sqrt(2 q (1 - q))."""
+    d = np.array([0.1, 0.4, 0.3])
+    m, se = d.mean(), d.std(ddof=1) / math.sqrt(3)
+    t = m / se
+    tail = (1 - t / math.sqrt(t * t + 2)) / 2
+    r = paired_t(d, ">", level=0.95)
+    assert r.mean == pytest.approx(m) and r.p_claimed == pytest.approx(tail) and r.p_other == pytest.approx(1 - tail)
+    q = 0.975
+    half = (2 * q - 1) / math.sqrt(2 * q * (1 - q)) * se
+    assert r.ci == pytest.approx((m - half, m + half))
+    assert paired_t(-d, "<").p_claimed == pytest.approx(tail)        # the claimed side is the sign of the claim
+    with pytest.raises(ValueError, match="claim must be one of"):
+        paired_t(d, "=")
+    with pytest.raises(ValueError, match="at least 2 finite"):
+        paired_t([0.3], ">")
+
+
+def test_paired_t_without_spread_says_it_cannot_test():
+    r = paired_t([0.2, 0.2, 0.2], ">")
+    assert math.isnan(r.p_claimed) and math.isnan(r.ci[0]) and r.mean == pytest.approx(0.2)
+
+
+def test_benjamini_hochberg_by_hand_and_nan_left_out():
+    p = [0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205]
+    m = len(p)
+    by_hand = np.minimum.accumulate([min(1.0, p[i] * m / (i + 1)) for i in reversed(range(m))])[::-1]
+    assert adjust(p) == pytest.approx(by_hand)
+    assert adjust([0.04, float("nan")])[0] == pytest.approx(0.04) and math.isnan(adjust([0.04, float("nan")])[1])
+
+
+def test_rank_correlation_permutation_p_is_exact_for_few_configurations():
+    r = rank_correlation([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])
+    assert r["rho"] == pytest.approx(-1.0) and r["p"] == pytest.approx(2 / 120) and r["n"] == 5
+    r = rank_correlation([1, 2, 3, 4], [1, 3, 2, 4], alternative="greater")
+    # rho = 1 - sum(d^2) / 10 >= 0.8 for the identity and the 3 adjacent swaps: 4 of the 24 orders
+    assert r["rho"] == pytest.approx(0.8) and r["p"] == pytest.approx(4 / 24)
+
+
+def test_slope_is_tested_against_one_not_zero():
+    """4 points (df = 2): t = (b - 1) / se(b), and the two-sided tail of T_2 is 1 - |t| / sqrt(t^2 + 2)."""
+    x = np.log([1.0, 2.0, 4.0, 8.0])
+    y = np.array([0.02, 0.80, 1.31, 2.20])
+    sxx = ((x - x.mean()) ** 2).sum()
+    b = ((x - x.mean()) * (y - y.mean())).sum() / sxx
+    resid = y - (y.mean() + b * (x - x.mean()))
+    se = math.sqrt((resid ** 2).sum() / 2 / sxx)
+    for against in (1.0, 0.0):
+        t = (b - against) / se
+        r = slope_test(x, y, against=against)
+        assert r["slope"] == pytest.approx(b) and r["p"] == pytest.approx(1 - abs(t) / math.sqrt(t * t + 2))
+    assert slope_test(x, y, against=1.0)["p"] > 0.05 > slope_test(x, y, against=0.0)["p"]
