@@ -161,3 +161,17 @@ def test_function_local_package_imports_say_why(graph):
         silent += [f"{s}:{line}: {lines[line - 1].strip()}" for _, line, at_top in es
                    if not at_top and LOCAL_WHY not in lines[line - 1]]
     assert not silent, f"function-local package imports without a `{LOCAL_WHY} <why>` comment:\n" + "\n".join(silent)
+
+
+def test_the_library_page_measures_through_the_public_api_only():
+    """The page "Measuring your own model" reaches the measurements the way a reader would: names of
+    `bnopt.measure.__all__` (which `bnopt` re-exports), never its modules or private helpers."""
+    import bnopt
+    import bnopt.measure
+
+    path = SRC / "bnopt" / "book" / "chapters" / "library.py"
+    used = [(n.module, a.name) for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)
+            and (n.module or "").startswith("bnopt.measure") for a in n.names]
+    assert used, "the library page imports no measurement"
+    assert all(m == "bnopt.measure" and name in bnopt.measure.__all__ for m, name in used), used
+    assert set(bnopt.measure.__all__) - {"DIRECTIONS", "model_state_equal"} <= set(bnopt.__all__)
