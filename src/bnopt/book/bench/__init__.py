@@ -24,11 +24,11 @@ of CIFAR-10's shapes, so the bench needs no dataset. `--quick` (what the book's 
 skips the measured whole runs and takes under a minute on 2 cores.
 
 A package of one module per part; every name is gathered here, so `bench.<name>` reads as before."""
-from bnopt.book.bench.costs import (KINDS, _setup, _timed, book_settings, component_costs, describe_kind, flops_of_step,
-                                    kind_config, machine, matmul_peak, measured_ratio, run_ratio, run_seconds,
-                                    run_throughput, saved_bench, setup_step, step_flops, synthetic_task)
+from bnopt.book.bench.costs import (KINDS, book_settings, component_costs, describe_kind, flops_of_step, kind_config,
+                                    machine, matmul_peak, measured_ratio, run_ratio, run_seconds, run_throughput,
+                                    saved_bench, setup_step, step_flops, synthetic_task)
 from bnopt.book.bench.pages import (RATIO_TARGET, bench, chapter_values, default_out, headline, load_or_run, main,
                                     report_tables, save, table)
-from bnopt.book.bench.throughput import _steps_per_s, _throughput_worker, build_times, throughput
+from bnopt.book.bench.throughput import build_times, throughput
 
-__all__ = ["KINDS", "_setup", "_timed", "book_settings", "component_costs", "describe_kind", "flops_of_step", "kind_config", "machine", "matmul_peak", "measured_ratio", "run_ratio", "run_seconds", "run_throughput", "saved_bench", "setup_step", "step_flops", "synthetic_task", "_steps_per_s", "_throughput_worker", "build_times", "throughput", "RATIO_TARGET", "bench", "chapter_values", "default_out", "headline", "load_or_run", "main", "report_tables", "save", "table"]
+__all__ = ["KINDS", "book_settings", "component_costs", "describe_kind", "flops_of_step", "kind_config", "machine", "matmul_peak", "measured_ratio", "run_ratio", "run_seconds", "run_throughput", "saved_bench", "setup_step", "step_flops", "synthetic_task", "build_times", "throughput", "RATIO_TARGET", "bench", "chapter_values", "default_out", "headline", "load_or_run", "main", "report_tables", "save", "table"]

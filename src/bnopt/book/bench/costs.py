@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 
 from bnopt.book.experiments import (DLN_ETA_MULTIPLES, DLN_RIDGE_LAYERS, VGG_ETA_MULTIPLES, VGG_RIDGE_LAYERS, at_lr,
-                                    book_probes, chapter_parameters, dln_config, vgg_config)
+                                    book_probes, chapter_parameters)
 from bnopt.measure.catalog import build_probe
 from bnopt.measure.probes import ProbeContext
 from bnopt.nets.models import build_model
 from bnopt.runs.cache import RunCache
-from bnopt.runs.config import RunConfig, canonical_json
+from bnopt.runs.config import RunConfig, canonical_json, dln_config, vgg_config
 from bnopt.runs.data import Split, Task, make_dln_data
 from bnopt.runs.numerics import cpu_info, numerics
 from bnopt.runs.paths import data_home
