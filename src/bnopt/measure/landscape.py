@@ -39,6 +39,14 @@ def get_flat(model) -> torch.Tensor:
 DIRECTIONS = ("gradient", "random")
 
 
+def _check(etas, direction: str) -> None:
+    """A clear error for an unknown direction or a step size that is not positive."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; valid choices: {', '.join(DIRECTIONS)}")
+    if not len(etas) or any(e <= 0 for e in etas):
+        raise ValueError(f"etas must be positive step sizes, got {list(etas)}")
+
+
 def landscape(model, x, y, loss_fn, etas, direction: str = "gradient", train_mode: bool = True, seed: int = 0,
               step: int = 0) -> dict:
     """The loss and gradient of loss_fn(model(x), y) along w - eta * d for each step size in `etas`, with d the
@@ -46,10 +54,7 @@ def landscape(model, x, y, loss_fn, etas, direction: str = "gradient", train_mod
     from `seed` and `step`). BN in train mode (`train_mode=True`, the paper's setting) or eval mode; the same
     in-network noise draw at every point; the model (weights, grads, modes, RNG) is left exactly as it was.
     Returns {'loss0', 'loss', 'grad_diff', 'beta', 'grad_norm', 'etas'} (the module docstring defines them)."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}; valid choices: {', '.join(DIRECTIONS)}")
-    if not len(etas) or any(e <= 0 for e in etas):
-        raise ValueError(f"etas must be positive step sizes, got {list(etas)}")
+    _check(etas, direction)
     with isolated(model):
         model.train(train_mode)
         rng = RngSnapshot()
@@ -90,10 +95,7 @@ class LandscapeProbe:
     DIRECTIONS = DIRECTIONS
 
     def __init__(self, model, etas=(0.05, 0.1, 0.2, 0.4), direction: str = "gradient", seed: int = 0):
-        if direction not in DIRECTIONS:
-            raise ValueError(f"unknown direction {direction!r}; valid choices: {', '.join(DIRECTIONS)}")
-        if not etas or any(e <= 0 for e in etas):
-            raise ValueError(f"etas must be positive step sizes, got {list(etas)}")
+        _check(etas, direction)
         self.model, self.etas, self.direction, self.seed = model, [float(e) for e in etas], direction, seed
 
     def __call__(self, ctx: ProbeContext) -> dict:
