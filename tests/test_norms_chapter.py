@@ -18,7 +18,7 @@ def fake(kind, norm, speed, scale=1.0):
     return {(kind, norm): vals}
 
 
-def test_pooled_lp_claims_reproduce_when_every_variant_and_seed_agrees(tmp_path):
+def test_lp_claims_hold_only_where_every_variant_holds(tmp_path):
     meas = {**fake("vgg", "none", [np.inf, np.inf, np.inf]), **fake("vgg", "batch", [40, 42, 44]),
             **fake("vgg", "l1", [50, 52, 54]), **fake("vgg", "l2", [45, 46, 47]), **fake("vgg", "linf", [60, 61, 70]),
             **fake("dln", "none", [900, 950, 990]), **fake("dln", "batch", [300, 310, 320]),
@@ -26,11 +26,13 @@ def test_pooled_lp_claims_reproduce_when_every_variant_and_seed_agrees(tmp_path)
             **fake("dln", "linf", [400, 420, 430])}
     out = N.measure_claims(meas, {"vgg": 100, "dln": 1000}, {"vgg": "s", "dln": "s"}, folder=tmp_path)
     rec = claims.load(tmp_path)
-    assert rec["fig5_lp_vgg"]["verdict"] == "reproduced"          # never-reached standard: capped at the window
-    assert rec["fig5_lp_vgg"]["numbers"]["n"] == 3                 # one pooled pair per seed, not 3 x 3
+    vgg = rec["fig5_lp_vgg"]["numbers"]
+    assert rec["fig5_lp_vgg"]["verdict"] == "reproduced"           # never-reached standard: capped at the window
+    assert vgg["n"] == 3 and vgg["variant"] == "ℓ∞" and set(vgg["parts"]) == {"ℓ1", "ℓ2", "ℓ∞"}   # the weakest: 60..70
     assert rec["fig5_lp_dln"]["verdict"] == "reproduced"
-    assert rec["fig5_l1_dln"]["verdict"] == "reproduced"           # l1 200..220 < BN 300..320 on every seed
-    assert rec["fig6_lp_shift"]["verdict"] == "not reproduced"     # shift proportional to speed: l_p smaller
+    # l1 200..220 < BN 300..320 on every seed, a ratio of 0.69; the paper's "about 5x" asks for at least sqrt 5
+    assert rec["fig5_l1_dln"]["verdict"] == "not reproduced" and rec["fig5_l1_dln"]["numbers"]["magnitude"] == 0.2
+    assert rec["fig6_lp_shift"]["verdict"] == "contradicted"       # shift proportional to speed: l_p smaller
     assert "> 100 (no seed reached)" in out["verdict_fig5_lp_vgg"]
     assert set(out) == {f"verdict_{c}" for c in ("fig5_lp_vgg", "fig5_lp_dln", "fig5_l1_dln", "fig6_lp_shift",
                                                  "fig12_lp_spikes", "fig13_lp_spikes")}
@@ -38,13 +40,14 @@ def test_pooled_lp_claims_reproduce_when_every_variant_and_seed_agrees(tmp_path)
 
 def test_a_measurement_equal_to_the_speed_has_rank_correlation_one():
     meas = {}
-    for i, n in enumerate(("none", "batch", "l1", "l2")):
+    five = ("none", "batch", "l1", "l2", "linf")        # 5 configurations: 5! orders, so a perfect rho has p = 2/120
+    for i, n in enumerate(five):
         meas.update(fake("vgg", n, [10.0 * (i + 1), 10.0 * (i + 1) + 1]))
-        meas.update(fake("dln", n, [10.0 * (4 - i), 10.0 * (4 - i) + 1], scale=-1.0))
-    for n in ("none", "batch", "l1", "l2"):
+        meas.update(fake("dln", n, [10.0 * (5 - i), 10.0 * (5 - i) + 1], scale=-1.0))
+    for n in five:
         meas[("vgg", n)]["shift"] = np.array([5.0, 5.0])      # the same shift everywhere: rho undefined
-    corr = N.correlations(meas, {"vgg": 1000, "dln": 1000}, n_boot=200)
-    assert corr[("vgg", "beta")].rho == pytest.approx(1.0) and corr[("vgg", "beta")].ci == (1.0, 1.0)
+    corr = N.correlations(meas, {"vgg": 1000, "dln": 1000})
+    assert corr[("vgg", "beta")].rho == pytest.approx(1.0) and corr[("vgg", "beta")].p == pytest.approx(2 / 120)
     assert corr[("dln", "beta")].rho == pytest.approx(-1.0)
     assert N.reading(corr[("vgg", "beta")]) == "predicts"
     assert N.reading(corr[("dln", "beta")]) == "predicts inversely"

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from bnopt.analysis.stats import adjust, paired_t, rank_correlation, sign_test, slope_test
+from bnopt.analysis.stats import adjust, fit_slope, paired_t, rank_correlation, sign_test, slope_test, t_against
 
 
 @pytest.mark.parametrize("agree,n", [(5, 5), (4, 5), (3, 3), (2, 3), (0, 4)])
@@ -69,3 +69,21 @@ def test_slope_is_tested_against_one_not_zero():
         r = slope_test(x, y, against=against)
         assert r["slope"] == pytest.approx(b) and r["p"] == pytest.approx(1 - abs(t) / math.sqrt(t * t + 2))
     assert slope_test(x, y, against=1.0)["p"] > 0.05 > slope_test(x, y, against=0.0)["p"]
+
+
+def test_a_spread_of_rounding_errors_is_no_spread():
+    """0.1 - 0.5 and 0.7 - 1.1 differ in the last bits only: a t-test would call that difference certain."""
+    d = [0.1 - 0.5, 0.7 - 1.1]
+    assert d[0] != d[1]
+    t = paired_t(d, "<")
+    assert math.isnan(t.p_claimed) and math.isnan(t.ci[0]) and t.mean == pytest.approx(-0.4)
+    assert paired_t([-0.4, -0.41], "<").p_claimed < 0.05          # a real spread is tested
+
+
+def test_t_against_a_value_and_the_fitted_slope():
+    r = t_against([0.5, 1.0, 1.5], 1.0)                       # mean 1 = the tested value: t = 0, p = 1
+    assert r["mean"] == 1.0 and r["p"] == pytest.approx(1.0)
+    r = t_against([2.0, 3.0, 4.0], 1.0)                       # mean 3, se 1/sqrt 3: t = 2 sqrt 3 on 2 df
+    t = 2 * math.sqrt(3)
+    assert r["p"] == pytest.approx(1 - t / math.sqrt(t * t + 2))
+    assert fit_slope([1.0, 2.0], [3.0, 7.0]) == pytest.approx(4.0)    # two points: the line through them

@@ -33,7 +33,8 @@ class PairedTest:
 def paired_t(d, claim: str, level: float = 0.95) -> PairedTest:
     """The t-test of mean(d) = 0 against the claimed side ("<": mean(d) < 0, ">": mean(d) > 0), its assumption
     being that d is roughly normal over seeds (log ratios of positive measurements usually are). Needs n >= 2; the
-    p-values and interval are NaN when d has no spread at all (the t statistic is undefined).
+    p-values and interval are NaN when d has no spread beyond rounding (relative 1e-12: the t statistic is undefined,
+    and a spread of rounding errors would otherwise make any constant difference look certain).
 
     >>> t = paired_t([1.0, 2.0, 3.0], ">")
     >>> t.mean, round(t.p_claimed, 4), round(t.p_other, 4)   # P(T_2 > 2 sqrt 3) = (1 - sqrt(6/7)) / 2
@@ -46,7 +47,7 @@ def paired_t(d, claim: str, level: float = 0.95) -> PairedTest:
     d = np.asarray(d, dtype=float)
     if d.ndim != 1 or len(d) < 2 or not np.all(np.isfinite(d)):
         raise ValueError(f"paired_t needs at least 2 finite per-pair values, got {d.tolist()}")
-    if np.ptp(d) == 0:                             # no spread: the t statistic is undefined
+    if np.ptp(d) <= 1e-12 * np.max(np.abs(d)):     # no spread beyond rounding: the t statistic is undefined
         nan = float("nan")
         return PairedTest(len(d), float(d.mean()), (nan, nan), nan, nan)
     other = "greater" if claim == "<" else "less"
@@ -58,16 +59,41 @@ def paired_t(d, claim: str, level: float = 0.95) -> PairedTest:
     return PairedTest(len(d), float(d.mean()), (float(ci.low), float(ci.high)), float(claimed), float(opposite))
 
 
-def sign_test(agree: int, n: int) -> float:
-    """The exact one-sided sign test: p of at least `agree` of `n` pairs on the claimed side when each side has
-    probability 1/2. Assumption-free, and coarse: n pairs can never give p below 2**-n.
+def t_against(values, value: float, level: float = 0.95) -> dict:
+    """The two-sided one-sample t-test of mean(values) = `value` (e.g. per-seed slopes against 1) and the mean's
+    `level` t-interval: {'mean', 'ci', 'p', 'n'}; p and the interval are NaN without spread.
 
-    >>> sign_test(3, 3), sign_test(2, 3)
-    (0.125, 0.5)
+    >>> r = t_against([0.0, 1.0, 2.0], 1.0)
+    >>> r["mean"], r["p"]                  # the mean is the tested value: t = 0
+    (1.0, 1.0)
+    """
+    v = np.asarray(values, dtype=float)
+    t = paired_t(v - value, ">", level=level)
+    p = min(1.0, 2 * min(t.p_claimed, t.p_other)) if np.isfinite(t.p_claimed) else float("nan")
+    return {"mean": float(v.mean()), "ci": (t.ci[0] + value, t.ci[1] + value), "p": p, "n": t.n}
+
+
+def fit_slope(x, y) -> float:
+    """The least-squares slope of y on x (`linregress`; two points give the line through them).
+
+    >>> fit_slope([0.0, 1.0, 2.0], [1.0, 3.0, 5.0])
+    2.0
+    """
+    return float(stats.linregress(np.asarray(x, dtype=float), np.asarray(y, dtype=float)).slope)
+
+
+def sign_test(agree: int, n: int, two_sided: bool = False) -> float:
+    """The exact sign test: p of at least `agree` of `n` pairs on the claimed side when each side has probability
+    1/2 (one-sided), or of a split at least this uneven either way (two-sided). Assumption-free, and coarse: n pairs
+    can never give a one-sided p below 2**-n.
+
+    >>> sign_test(3, 3), sign_test(2, 3), sign_test(3, 3, two_sided=True)
+    (0.125, 0.5, 0.25)
     """
     if not 0 <= agree <= n or n < 1:
         raise ValueError(f"sign_test needs 0 <= agree <= n and n >= 1, got agree={agree}, n={n}")
-    return float(stats.binomtest(agree, n, 0.5, alternative="greater").pvalue)
+    side = "two-sided" if two_sided else "greater"
+    return float(stats.binomtest(agree, n, 0.5, alternative=side).pvalue)
 
 
 def adjust(pvalues, method: str = "bh") -> np.ndarray:
@@ -86,6 +112,21 @@ def adjust(pvalues, method: str = "bh") -> np.ndarray:
     if keep.any():
         out[keep] = stats.false_discovery_control(p[keep], method=method)
     return out
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (`spearmanr`; average ranks for ties); NaN with fewer than 3 pairs or a constant
+    side.
+
+    >>> spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])     # 1 - 6 * 4 / (5 * 24)
+    0.8
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"spearman needs two 1-D sequences of equal length, got {x.shape} and {y.shape}")
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return round(float(stats.spearmanr(x, y).statistic), 12)      # exact ±1 stay exact despite rounding
 
 
 def rank_correlation(x, y, n_resamples: int = 9_999, seed: int = 0, alternative: str = "two-sided") -> dict:

@@ -2,25 +2,27 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 
 
 def smooth(x, window: int) -> np.ndarray:
-    """Trailing moving average over the last axis (NaN-aware; the first points average what exists)."""
+    """Trailing moving average over the last axis (pandas' `rolling`; NaN-aware: a window averages its finite values,
+    the first points average what exists), NaN where x is NaN (diverged tails stay NaN).
+
+    >>> smooth([1.0, 3.0, float("nan"), 5.0], 2).tolist()
+    [1.0, 2.0, nan, 5.0]
+    """
     x = np.asarray(x, dtype=float)
     if window <= 1:
         return x
     valid = np.isfinite(x)
-    c = np.cumsum(np.where(valid, x, 0.0), axis=-1)
-    n = np.cumsum(valid, axis=-1)
-    c = np.concatenate([np.zeros_like(c[..., :1]), c], axis=-1)
-    n = np.concatenate([np.zeros_like(n[..., :1]), n], axis=-1)
-    idx = np.arange(1, x.shape[-1] + 1)
-    lo = np.maximum(idx - window, 0)
-    num, den = c[..., idx] - c[..., lo], n[..., idx] - n[..., lo]
-    out = np.where(den > 0, num / np.maximum(den, 1), np.nan)
-    return np.where(valid, out, np.nan)   # diverged tails stay NaN
+    flat = np.where(valid, x, np.nan).reshape(-1, x.shape[-1]).T          # (steps, series)
+    out = pd.DataFrame(flat).rolling(window, min_periods=1).mean().to_numpy().T.reshape(x.shape)
+    return np.where(valid, out, np.nan)
 
 
 def stack(results: list[dict], key: str) -> np.ndarray:
@@ -46,14 +48,34 @@ def mean_std(values) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval (95 % by default) for a fraction k/n measured on n independent draws."""
+LAYER_AGGREGATES = ("mean", "median")
+
+
+def over_layers(values, how: str) -> np.ndarray:
+    """Aggregate over layers, the first axis (NaN-aware): 'mean' or 'median'. The one place every chapter's layer
+    aggregation goes through, so that its label can name it.
+
+    >>> over_layers([[1.0, 2.0], [2.0, 4.0], [6.0, 6.0]], "mean").tolist(), float(over_layers([1.0, 2.0, 9.0], "median"))
+    ([3.0, 4.0], 2.0)
+    """
+    if how not in LAYER_AGGREGATES:
+        raise ValueError(f"how must be one of {LAYER_AGGREGATES}, got {how!r}")
+    v = np.asarray(values, dtype=float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # a layer with no finite value stays NaN
+        return (np.nanmean if how == "mean" else np.nanmedian)(v, axis=0)
+
+
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a fraction k/n measured on n independent draws (scipy's `binomtest`).
+
+    >>> [round(x, 4) for x in wilson(5, 10)]
+    [0.2366, 0.7634]
+    """
     if n <= 0:
         return math.nan, math.nan
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def final_eval(result: dict, metric: str) -> float:

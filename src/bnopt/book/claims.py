@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bnopt.analysis.verdict import VERDICTS, Comparison, TheoryCheck
+import numpy as np
+
+from bnopt.analysis import stats
+from bnopt.analysis import verdict as V
+from bnopt.analysis.verdict import RULE, VERDICTS, Comparison, Rule, TheoryCheck
+from bnopt.book.declared import TESTS, Test
 from bnopt.runs.cache import git_commit
 from bnopt.runs.paths import write_text_atomic
 
@@ -89,16 +94,16 @@ CLAIMS: tuple[Claim, ...] = (
           "λ_max / RMS eigenvalue in eval mode than in train mode (trained BN VGG)", "Ghorbani et al. 2019, Sec. 4",
           "smoothness", "fig-spectrum", by="Ghorbani et al. 2019"),
     Claim("lr_beta_vgg", "Edge of stability: with BN the level of the effective β-smoothness is set by the learning "
-          "rate (β ≈ 2/LR in Fig. 4c): β grows with 2/LR, a positive slope of log β against log(2/LR) (VGG)",
+          "rate (β ≈ 2/LR in Fig. 4c): the slope of log β against log(2/LR) is positive and at least half of 1 (VGG)",
           "protocol §7 caveat; Cohen et al. 2021", "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
     Claim("lr_beta_dln", "Edge of stability: with BN the level of the effective β-smoothness is set by the learning "
-          "rate (β ≈ 2/LR in Fig. 10c): a positive slope of log β against log(2/LR) (deep linear network)",
+          "rate (β ≈ 2/LR in Fig. 10c): a slope of log β against log(2/LR) of at least half of 1 (deep linear network)",
           "protocol §7 caveat; Cohen et al. 2021", "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
     Claim("lr_eig_vgg", "Edge of stability: with BN the largest Hessian eigenvalue is set by the learning rate "
-          "(λ_max ≈ 2/LR): a positive slope of log λ_max against log(2/LR) (VGG)", "Cohen et al. 2021",
+          "(λ_max ≈ 2/LR): a slope of log λ_max against log(2/LR) of at least half of 1 (VGG)", "Cohen et al. 2021",
           "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
     Claim("lr_eig_dln", "Edge of stability: with BN the largest Hessian eigenvalue is set by the learning rate "
-          "(λ_max ≈ 2/LR): a positive slope of log λ_max against log(2/LR) (deep linear network)", "Cohen et al. 2021",
+          "(λ_max ≈ 2/LR): a slope of log λ_max against log(2/LR) of at least half of 1 (deep linear network)", "Cohen et al. 2021",
           "smoothness", "fig-lr-level", by="Cohen et al. 2021"),
     Claim("matched_ics_vgg", "At matched training loss (not the same step), BN does not reduce the gradient ICS: "
           "cos(G, G′) is lower with BN (VGG)", "Fig. 3a, at matched loss", "smoothness", "sec-matched-loss"),
@@ -149,6 +154,7 @@ CLAIMS: tuple[Claim, ...] = (
 BY_ID = {c.id: c for c in CLAIMS}
 
 
+
 def claim(claim_id: str) -> Claim:
     try:
         return BY_ID[claim_id]
@@ -156,15 +162,47 @@ def claim(claim_id: str) -> Claim:
         raise KeyError(f"unknown claim {claim_id!r}; the ledger knows: {', '.join(BY_ID)}") from None
 
 
+def declared(claim_id: str) -> Test:
+    """The declared test of an experimental claim."""
+    claim(claim_id)
+    if claim_id not in TESTS:
+        raise KeyError(f"{claim_id!r} is a theory claim (checked by verdict.theory); tested claims: {', '.join(TESTS)}")
+    return TESTS[claim_id]
+
+
+def compare(claim_id: str, a, b, cap: float | None = None, rule: Rule = RULE) -> Comparison:
+    """The verdict rule on per-seed values A, B of a claim, with its declared side, scale and magnitude."""
+    t = declared(claim_id)
+    return V.compare(a, b, t.side, scale=t.scale, rule=rule, cap=cap, magnitude=t.magnitude)
+
+
+def compare_all(claim_id: str, parts: dict, cap: float | None = None, rule: Rule = RULE) -> Comparison:
+    """A claim about every variant: {variant name: (A values, B values)}; each variant is tested on its own
+    (`verdict.all_of`)."""
+    return V.all_of({k: compare(claim_id, a, b, cap=cap, rule=rule) for k, (a, b) in parts.items()}, rule)
+
+
+def layers_label(claim_id: str) -> str:
+    """e.g. 'mean over layers 2 and up': the declared aggregation, as the chapters print it."""
+    return f"{declared(claim_id).layers} over layers 2 and up"
+
+
 def record(claim_id: str, result: Comparison | TheoryCheck, measurement: str, scale: str,
            folder: str | Path = ".") -> dict:
     """Write one claim's record (atomically) for the ledger; return it. `measurement` is the glued
-    prose of what was measured (with seeds and spread); `scale` names the profile and run size."""
+    prose of what was measured (with seeds and spread); `scale` names the profile and run size. A comparison must
+    have been made with the claim's declared side and scale."""
     c = claim(claim_id)
     if result.verdict not in VERDICTS:
         raise ValueError(f"verdict {result.verdict!r} is not one of {VERDICTS}")
+    if isinstance(result, Comparison):
+        t = declared(claim_id)
+        if (result.claim, result.scale, result.magnitude) != (t.side, t.scale, t.magnitude):
+            raise ValueError(f"{claim_id} is declared as A {t.side} B on scale {t.scale!r} (magnitude {t.magnitude}); "
+                             f"the comparison was A {result.claim} B on {result.scale!r} (magnitude {result.magnitude})")
     rec = {"id": c.id, "verdict": result.verdict, "evidence": result.text(), "measurement": measurement,
-           "scale": scale, "numbers": result.to_dict(), "chapter": c.chapter}
+           "scale": scale, "numbers": result.to_dict(), "chapter": c.chapter,
+           "exploratory": TESTS[c.id].exploratory if c.id in TESTS else ""}
     write_text_atomic(Path(folder) / CLAIMS_DIR / f"{c.id}.json", json.dumps(rec, indent=1, default=float))
     return rec
 
@@ -193,18 +231,38 @@ def load(folder: str | Path = ".") -> dict[str, dict]:
     return out
 
 
-def counts(records: dict[str, dict]) -> dict[str, int]:
-    """{verdict: number of claims} over the recorded claims, in the order of VERDICTS (zeros omitted)."""
-    got = Counter(r["verdict"] for r in records.values())
+def corrected(records: dict[str, dict], rule: Rule = RULE) -> dict[str, dict]:
+    """The records with the ledger's correction: every experimental claim's p adjusted across this build's experimental
+    claims (`rule.correction`; exploratory rows included, which only makes the others' adjustment stricter), and its
+    verdict decided again with the adjusted p. Theory records are returned unchanged. Each corrected record keeps
+    the chapter's uncorrected word as `verdict_raw`."""
+    tested = [k for k, r in records.items() if "p" in r["numbers"]]
+    adj = stats.adjust([r["numbers"]["p"] for k, r in records.items() if k in tested], method=rule.correction)
+    out = dict(records)
+    for k, pa in zip(tested, adj):
+        c = Comparison.from_dict(records[k]["numbers"])
+        c = c.adjusted(pa, rule) if np.isfinite(pa) else c
+        out[k] = {**records[k], "verdict_raw": records[k]["verdict"], "verdict": c.verdict, "numbers": c.to_dict(),
+                  "evidence": c.text()}
+    return out
+
+
+def counts(records: dict[str, dict], exploratory: bool = False) -> dict[str, int]:
+    """{verdict: number of claims} over the recorded claims that are (not) exploratory, in the order of VERDICTS
+    (zeros omitted)."""
+    got = Counter(r["verdict"] for r in records.values() if bool(r.get("exploratory")) == exploratory)
     return {v: got[v] for v in VERDICTS if got[v]}
 
 
 def summary_line(records: dict[str, dict]) -> str:
-    """e.g. '12 claims measured: 7 reproduced, 3 partly, 0 not reproduced, 0 not testable at this scale, 2 statement
-    incorrect (20 in the ledger)': every verdict, zeros too, so that the line has one form in every build."""
-    c = counts(records)
-    parts = ", ".join(f"{c.get(v, 0)} {v}" for v in VERDICTS)
-    return f"{len(records)} claims measured: {parts} ({len(CLAIMS)} in the ledger)"
+    """e.g. '40 claims measured: 7 reproduced, 3 consistent but underpowered, ... (49 in the ledger), and 9
+    exploratory readings: ...': every verdict, zeros too, so that the line has one form in every build. The
+    headline counts leave the exploratory readings out."""
+    def line(c):
+        return ", ".join(f"{c.get(v, 0)} {v}" for v in VERDICTS)
+    n_exp = sum(bool(r.get("exploratory")) for r in records.values())
+    return (f"{len(records) - n_exp} claims measured: {line(counts(records))} ({len(CLAIMS)} in the ledger); "
+            f"{n_exp} exploratory readings: {line(counts(records, exploratory=True))}")
 
 
 def build_line(records: dict[str, dict], profile: str) -> str:
@@ -218,27 +276,102 @@ def build_line(records: dict[str, dict], profile: str) -> str:
             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; measurements at: " + "; ".join(scales))
 
 
-def ledger_rows(records: dict[str, dict]) -> list[list[str]]:
-    """One compact row per claim of the catalogue (LEDGER_HEADER): the claim, where the paper (or who else) makes
-    it, the verdict, the effect with its seeds, and the link to the evidence. The measurement in words and the
-    scale are in `ledger_details`, one click away, so that the verdict column fits the page."""
+RULE_CHOICES = {"correction": ("bh", "by"), "magnitude_fraction": (0.25, 0.75), "alpha": (0.01, 0.1)}   # [choice]s
+
+
+def robustness(records: dict[str, dict], choices: dict = RULE_CHOICES, rule: Rule = RULE) -> dict[str, str]:
+    """{claim id: '' when its verdict stays under every variation of the rule's own choices, else which choice moves
+    it and to what}, e.g. 'correction=by: consistent but underpowered'. Each choice is varied alone, the others at
+    `rule`'s values. Only experimental claims; choices of a chapter's analysis are varied in that chapter."""
+    base = corrected(records, rule)
+    moved: dict[str, list[str]] = {k: [] for k, r in base.items() if "p" in r["numbers"]}
+    for name, values in choices.items():
+        for v in values:
+            alt = corrected(records, replace(rule, **{name: v}))
+            for k in moved:
+                if alt[k]["verdict"] != base[k]["verdict"]:
+                    moved[k].append(f"{name}={v:g}: {alt[k]['verdict']}" if not isinstance(v, str)
+                                    else f"{name}={v}: {alt[k]['verdict']}")
+    return {k: "; ".join(m) for k, m in moved.items()}
+
+
+def forest_rows(records: dict[str, dict]) -> list[dict]:
+    """The experimental claims with an effect, as `plotting.forest` draws them (from corrected records)."""
+    out = []
+    for c in CLAIMS:
+        r = records.get(c.id)
+        if r is None or "p" not in r["numbers"] or not np.isfinite(r["numbers"]["effect"]):
+            continue
+        n = r["numbers"]
+        out.append({"label": c.id, "chapter": c.chapter, "scale": n["scale"], "side": n["claim"], "effect": n["effect"],
+                    "ci": tuple(n["ci"]), "verdict": r["verdict"], "exploratory": bool(r.get("exploratory"))})
+    return out
+
+
+BADGES = {"reproduced": "success", "consistent but underpowered": "info", "not reproduced": "warning",
+          "contradicted": "danger", "not testable at this scale": "secondary", "statement incorrect": "danger"}
+
+
+def badge(verdict: str) -> str:
+    """The verdict as a coloured badge (sphinx-design's `bdg-*` roles)."""
+    return f"{{bdg-{BADGES[verdict]}}}`{verdict}`"
+
+
+def effect_text(numbers: dict) -> str:
+    """The effect with its interval, compactly: e.g. '0.44 [0.43, 0.44]' (a ratio A/B) or '−0.24 [−0.46, −0.02]'."""
+    e, (lo, hi) = numbers.get("effect", float("nan")), numbers.get("ci", (float("nan"),) * 2)
+    if not np.isfinite(e):
+        return "—"
+    f = lambda x: f"{x:.2g}".replace("-", "−")
+    name = "×" if numbers.get("scale") == "ratio" else "Δ"
+    return f"{name} {f(e)}" + (f" [{f(lo)}, {f(hi)}]" if np.isfinite(lo) else "")
+
+
+def ledger_rows(records: dict[str, dict], robust: dict[str, str] | None = None) -> list[list[str]]:
+    """One compact row per claim of the catalogue (LEDGER_HEADER), from corrected records: the claim with the link to
+    its evidence, where the paper (or who else) makes it, the verdict badge (and an `exploratory` badge), the effect
+    with its interval, n, the raw and the adjusted p, and the rule's choices that move the verdict (`robustness`).
+    The measurement in words is in `ledger_details`, one click away."""
     rows = []
     for c in CLAIMS:
         r = records.get(c.id)
-        where = c.source if c.by == "paper" else f"{c.source}; {c.by}"
-        link = f"{{ref}}`{c.chapter} <{c.ref}>`"
-        rows.append([c.text, where, "not measured" if r is None else f"**{r['verdict']}**",
-                     "—" if r is None else r["evidence"], link])
+        where = c.source if c.by == "paper" or c.by in c.source else f"{c.source}; {c.by}"
+        text = f"{c.text} ({{ref}}`{c.chapter} <{c.ref}>`)"
+        if r is None:
+            rows.append([text, where, "not measured", "—", "—", "—", "—"])
+            continue
+        n = r["numbers"]
+        word = badge(r["verdict"]) + (" {bdg-light}`exploratory`" if r.get("exploratory") else "")
+        p = "—"
+        if "p" in n:
+            p = V.fmt_p(n["p"]) + (f" → {V.fmt_p(n['p_adj'])}" if n.get("p_adj") is not None else "")
+        moves = "—" if robust is None or c.id not in robust else \
+            ("stable" if not robust[c.id] else "moves: " + ", ".join(m.split(":")[0] for m in robust[c.id].split("; ")))
+        rows.append([text, where, word, effect_text(n) if "p" in n else "exact", str(n.get("n", "—")), p,
+                     moves if "p" in n else "exact"])
     return rows
 
 
-def ledger_details(records: dict[str, dict]) -> str:
-    """A collapsed block (MyST dropdown) with every measured claim's measurement in words (seeds, spread) and the
-    scale of its runs: the text the compact ledger rows leave out."""
-    items = [f"- **{c.text}** ({c.source}): {r['measurement']}. *Scale:* {r['scale']}."
-             for c in CLAIMS if (r := records.get(c.id))]
-    return (":::{dropdown} Every measurement in words, with its seeds, spread and scale\n"
+def ledger_details(records: dict[str, dict], robust: dict[str, str] | None = None) -> str:
+    """A collapsed block (MyST dropdown) with every measured claim's measurement in words (seeds, spread), its test
+    in full and the scale of its runs: the text the compact ledger rows leave out."""
+    items = []
+    for c in CLAIMS:
+        if not (r := records.get(c.id)):
+            continue
+        how = ""
+        if c.id in TESTS:
+            t = TESTS[c.id]
+            how = f" *Test:* A {t.side} B on {t.statistic}" + (f", {t.layers} over layers 2 and up" if t.layers else "")
+            how += (f", stated magnitude {t.magnitude:g}" if t.magnitude is not None else "") + f"; {r['evidence']}."
+            how += f" *Exploratory:* {t.exploratory}." if t.exploratory else ""
+            if robust and robust.get(c.id):
+                how += f" *Moves with the rule's choices:* {robust[c.id]}."
+        items.append(f"- **{c.text}** ({c.source}): {r['measurement']}.{how} *Scale:* {r['scale']}.")
+    return (":::{dropdown} Every measurement in words, with its seeds, spread, test and scale\n"
             + ("\n".join(items) or "No claim was measured in this build.") + "\n:::")
 
 
-LEDGER_HEADER = ["claim", "paper", "verdict", "effect (seed pairs)", "evidence"]
+
+LEDGER_HEADER = ["claim (evidence)", "paper", "verdict", "effect [95 % CI]", "n", "p → adjusted p",
+                 "robust to the rule's choices"]

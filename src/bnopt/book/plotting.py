@@ -100,3 +100,65 @@ def density_panel(ax, densities: list[dict], color, title: str, points: int = 80
     ax.set(yscale="log", ylim=(1e-9, None), xlabel="eigenvalue", ylabel="density", title=title)
     ax.locator_params(axis="x", nbins=5)          # wide ranges: tick labels must not collide
 
+
+
+VERDICT_COLORS = {"reproduced": "#2e7d32", "consistent but underpowered": "#0277bd", "not reproduced": "#ef6c00",
+                  "contradicted": "#c62828", "not testable at this scale": "#757575"}
+
+
+def _limits(effects: list[float], log: bool) -> tuple[float, float]:
+    """Axis limits around the point estimates and "no effect" (a decade beyond them on a log axis, half their range on
+    a linear one): with two seeds a t-interval can span many decades, and it is clipped there.
+
+    >>> _limits([0.5, 20.0], log=True), _limits([-1.0, 0.5], log=False)
+    ((0.01, 1000.0), (-1.75, 1.25))
+    """
+    v = np.asarray([x for x in effects if np.isfinite(x) and (x > 0 or not log)] + [1.0 if log else 0.0])
+    if log:
+        return float(10.0 ** (np.floor(np.log10(v.min())) - 1)), float(10.0 ** (np.ceil(np.log10(v.max())) + 1))
+    span = max(v.max() - v.min(), 0.1)
+    return float(v.min() - span / 2), float(v.max() + span / 2)
+
+
+def forest(rows: list[dict], title: str = ""):
+    """A forest plot of claims' effects with their intervals, grouped by chapter and coloured by verdict. rows: dicts
+    with 'label', 'chapter', 'scale' ('ratio' or 'difference'), 'side' ('<' or '>'), 'effect', 'ci', 'verdict',
+    'exploratory'. Ratio claims go on a log axis (left), difference claims on a linear one (right); every effect is
+    drawn with the claimed side to the left of "no effect" (a '>' claim's ratio is inverted, its difference negated),
+    so that a point left of the line agrees with the paper. Returns the figure."""
+    panels = [s for s in ("ratio", "difference") if any(r["scale"] == s for r in rows)]
+    if not panels:
+        raise ValueError("forest needs at least one claim with an effect")
+    heights = [sum(r["scale"] == s for r in rows) for s in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 0.26 * sum(heights) + 1.2 * len(panels)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, s in zip(axes[:, 0], panels):
+        sel = sorted((r for r in rows if r["scale"] == s), key=lambda r: (r["chapter"], r["label"]))
+        flip = (lambda x: 1 / x) if s == "ratio" else (lambda x: -x)
+        drawn = [(flip(r["effect"]), flip(r["ci"][1]), flip(r["ci"][0])) if r["side"] == ">"
+                 else (r["effect"], *r["ci"]) for r in sel]
+        lim = _limits([e for e, _, _ in drawn], log=s == "ratio")
+        for i, (r, (e, lo, hi)) in enumerate(zip(sel, drawn)):
+            color = VERDICT_COLORS.get(r["verdict"], "k")
+            if np.isfinite(lo) and np.isfinite(hi):      # an interval beyond the axis ends in an arrowhead there
+                ax.plot([max(lo, lim[0]), min(hi, lim[1])], [i, i], color=color, lw=1.5)
+                for end, beyond, mark in ((lim[0], lo < lim[0], "<"), (lim[1], hi > lim[1], ">")):
+                    if beyond:
+                        ax.plot([end], [i], mark, color=color, ms=5)
+            ax.plot([e], [i], "o", color=color, ms=5, mfc="white" if r["exploratory"] else color)
+        ax.axvline(1.0 if s == "ratio" else 0.0, color="k", lw=0.8)
+        ax.set_yticks(range(len(sel)), [f"{r['chapter']}: {r['label']}" for r in sel], fontsize=7)
+        ax.invert_yaxis()
+        if s == "ratio":
+            ax.set_xscale("log")
+        ax.set_xlim(*lim)
+        ax.set_xlabel("ratio A/B, claimed side to the left (log scale)" if s == "ratio"
+                      else "difference A − B, claimed side to the left")
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=1.5, label=v) for v, c in VERDICT_COLORS.items()]
+    handles.append(plt.Line2D([], [], color="k", marker="o", mfc="white", lw=0, label="exploratory (open)"))
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

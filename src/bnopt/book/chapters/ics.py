@@ -9,7 +9,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bnopt.analysis import summary as S
-from bnopt.analysis.verdict import compare
 from bnopt.book import claims
 from bnopt.book import plotting as P
 from bnopt.book.chapters.common import scale_tag, seed_pairs
@@ -265,16 +264,18 @@ def dist_figure(panels: list, norms: list):
     return fig, dist
 
 
-def mean_over_layers(dist: dict, kind: str, n: str, field: str) -> np.ndarray:
-    """Per seed: a field averaged over layers 2 and up (layer 1's input is the data: no shift by definition)."""
+def over_layers(dist: dict, kind: str, n: str, field: str, how: str) -> np.ndarray:
+    """Per seed: a field aggregated (`how`: 'mean' or 'median') over layers 2 and up (layer 1's input is the data: no
+    shift by definition)."""
     d = dist.get((kind, n))
     if d is None:
         return np.array([np.nan])
-    return np.nanmean(d[field][1:], axis=0)
+    return S.over_layers(d[field][1:], how)
 
 
 def dist_glue(dist: dict, norms: list) -> dict:
-    return {f"{f}_{kind}_{n}": pm_g(mean_over_layers(dist, kind, n, f))
+    how = claims.declared("fig3_vgg_ics").layers
+    return {f"{f}_{kind}_{n}": pm_g(over_layers(dist, kind, n, f, how))
             for kind in ("vgg", "dln") for n in norms for f in ("shift", "drift", "cos")}
 
 
@@ -284,35 +285,40 @@ def measure_claims(noisy: dict, jumps: dict, dist: dict, deep_layer: int, scale_
     out = {}
     if all(n in noisy for n in ("none", "batch", "noisy_batch")):
         a, b, s = (np.asarray(noisy[n]["acc"]) for n in ("noisy_batch", "batch", "none"))
-        c = compare(*seed_pairs(a, s), ">", scale="difference")        # noisy BN may have fewer seeds (other_seeds)
+        c = claims.compare("fig2_noisy_trains", *seed_pairs(a, s))        # noisy BN may have fewer seeds (other_seeds)
         m = (f"training accuracy at the end: noisy BN {pm_g(100 * a, 3)} %, BN {pm_g(100 * b, 3)} %, standard "
              f"{pm_g(100 * s, 3)} %")
         if "noise_only" in noisy:
             st = noisy["noise_only"]
             m += f"; the same noise without BN {pm_g(100 * np.asarray(st['acc']), 3)} % ({st['diverged']}/{st['n']} diverged)"
         claims.record("fig2_noisy_trains", c, m, scale_vgg, folder)
-        out["verdict_noisy"] = f"{m}; noisy BN − standard {c.text()}: **{c.verdict}**"
+        out["verdict_noisy"] = f"{m}; noisy BN − standard {c.text()}: {c.word()}"
     if ("noisy_batch", deep_layer) in jumps and ("batch", deep_layer) in jumps:
         a, b = jumps[("noisy_batch", deep_layer)]["dmu"], jumps[("batch", deep_layer)]["dmu"]
-        c = compare(*seed_pairs(a, b), ">")
+        c = claims.compare("fig2_noisy_shift", *seed_pairs(a, b))
         m = f"mean |Δμ| between measurements at layer #{deep_layer}: noisy BN {pm_g(a)}, BN {pm_g(b)}"
         claims.record("fig2_noisy_shift", c, m, scale_vgg, folder)
-        out["verdict_noisy_shift"] = f"{m}; noisy BN / BN {c.text()}: **{c.verdict}**"
+        out["verdict_noisy_shift"] = f"{m}; noisy BN / BN {c.text()}: {c.word()}"
     parts = []
     for kind, scale in (("vgg", scale_vgg), ("dln", scale_dln)):
         if (kind, "batch") not in dist or (kind, "none") not in dist:
             continue
-        ca, cb = mean_over_layers(dist, kind, "batch", "cos"), mean_over_layers(dist, kind, "none", "cos")
-        c = compare(ca, cb, "<", scale="difference")
-        m = f"{kind.upper()}: median cos(G, G′) over layers 2 and up, BN {pm_g(ca)} vs standard {pm_g(cb)}"
-        claims.record(f"fig3_{kind}_ics", c, m, scale, folder)
-        parts.append(f"{m}; BN − standard {c.text()}: **{c.verdict}** (the paper's claim that BN does not lower ICS)")
+        cid = f"fig3_{kind}_ics"
+        how = claims.declared(cid).layers
+        ca, cb = over_layers(dist, kind, "batch", "cos", how), over_layers(dist, kind, "none", "cos", how)
+        c = claims.compare(cid, ca, cb)
+        m = (f"{kind.upper()}: cos(G, G′), median over training, {claims.layers_label(cid)}, BN {pm_g(ca)} vs "
+             f"standard {pm_g(cb)}")
+        claims.record(cid, c, m, scale, folder)
+        parts.append(f"{m}; BN − standard {c.text()}: {c.word()} (the paper's claim that BN does not lower ICS)")
         if kind == "vgg":
-            sa, sb = mean_over_layers(dist, kind, "batch", "shift"), mean_over_layers(dist, kind, "none", "shift")
-            c = compare(sa, sb, "<")
-            m = f"VGG: one-step input shift over layers 2 and up, BN {pm_g(sa)} vs standard {pm_g(sb)}"
+            how = claims.declared("folk_shift").layers
+            sa, sb = over_layers(dist, kind, "batch", "shift", how), over_layers(dist, kind, "none", "shift", how)
+            c = claims.compare("folk_shift", sa, sb)
+            m = (f"VGG: one-step input shift, median over training, {claims.layers_label('folk_shift')}, BN "
+                 f"{pm_g(sa)} vs standard {pm_g(sb)}")
             claims.record("folk_shift", c, m, scale, folder)
-            parts.append(f"{m}; BN / standard {c.text()}: the folk claim that BN reduces it is **{c.verdict}**")
+            parts.append(f"{m}; BN / standard {c.text()}: the folk claim that BN reduces it is {c.word()}")
     out["verdict_overall"] = "; ".join(parts) if parts else "n/a"
     for k in ("verdict_noisy", "verdict_noisy_shift"):
         out.setdefault(k, "n/a (needs the standard, BN and noisy-BN runs)")

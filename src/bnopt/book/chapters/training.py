@@ -9,7 +9,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bnopt.analysis import summary as S
-from bnopt.analysis.verdict import compare
 from bnopt.book import claims
 from bnopt.book import plotting as P
 from bnopt.book.chapters.common import scale_tag
@@ -168,32 +167,32 @@ def measure_claims(results: dict, stats: dict, lrs: list, steps: int, acc_thresh
     out = {}
     bn, std = stats.get(("batch", lo)), stats.get(("none", lo))
     if bn and std:
-        c = compare(bn["reach_seeds"], std["reach_seeds"], "<", cap=float(steps))
+        c = claims.compare("fig1_speed", bn["reach_seeds"], std["reach_seeds"], cap=float(steps))
         m = (f"steps to {100 * acc_threshold:g} % training accuracy: BN {steps_text(bn, steps)}, standard "
              f"{steps_text(std, steps)} (not reached: counted at the budget, {steps:,})")
         claims.record("fig1_speed", c, m, scale, folder)
-        out["verdict_speed"] = f"{m}; BN/standard {c.text()}: **{c.verdict}**"
-        c = compare(bn["loss_end"], std["loss_end"], "<")
+        out["verdict_speed"] = f"{m}; BN/standard {c.text()}: {c.word()}"
+        c = claims.compare("fig1_final_train", bn["loss_end"], std["loss_end"])
         m = (f"training loss at the end, BN {S.pm(*S.mean_std(bn['loss_end'])[:2], 3)} vs standard "
              f"{S.pm(*S.mean_std(std['loss_end'])[:2], 3)}")
         claims.record("fig1_final_train", c, m, scale, folder)
-        out["verdict_final_loss"] = f"{m}; BN/standard {c.text()}: **{c.verdict}**"
+        out["verdict_final_loss"] = f"{m}; BN/standard {c.text()}: {c.word()}"
         deep = max(ridge_layers)
         f_bn, f_std = std_change(results[("batch", lo)], deep), std_change(results[("none", lo)], deep)
-        c = compare(f_bn, f_std, "<")
+        c = claims.compare("fig1_same_drift", f_bn, f_std)
         m = (f"at layer #{deep}, the sampled unit's std changed over training by a factor of "
              f"{S.pm(*S.mean_std(f_std)[:2], 3)} without BN and {S.pm(*S.mean_std(f_bn)[:2], 3)} with it "
              f"(mean ± std over {len(f_bn)} seeds; 1 is no change)")
         claims.record("fig1_same_drift", c, m, scale, folder)
-        out["drift_sentence"] = f"{m}; BN/standard {c.text()}: the folk-ICS claim that BN keeps it more stable is **{c.verdict}**"
+        out["drift_sentence"] = f"{m}; BN/standard {c.text()}: the folk-ICS claim that BN keeps it more stable is {c.word()}"
     bn, std = stats.get(("batch", hi)), stats.get(("none", hi))
     if bn and std and hi != lo:
-        c = compare(test_or_chance(bn), test_or_chance(std), ">", scale="difference")
+        c = claims.compare("fig1_high_lr", test_or_chance(bn), test_or_chance(std))
         m = (f"test accuracy at LR {hi:g}: BN {pct(bn['test'])} ({bn['diverged']}/{bn['n']} diverged), standard "
              f"{pct(std['test'])} ({std['diverged']}/{std['n']} diverged; a diverged run counts at chance, "
              f"{100 * CHANCE:g} %)")
         claims.record("fig1_high_lr", c, m, scale, folder)
-        out["verdict_high_lr"] = f"{m}; BN − standard {c.text()}: **{c.verdict}**"
+        out["verdict_high_lr"] = f"{m}; BN − standard {c.text()}: {c.word()}"
     for k in ("verdict_speed", "verdict_final_loss", "drift_sentence", "verdict_high_lr"):
         out.setdefault(k, "n/a (both networks are needed for this comparison)")
     return out

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bnopt.analysis import summary as S
-from bnopt.analysis.correlate import spearman
+from bnopt.analysis.stats import spearman
 from bnopt.book import plotting as P
 
 # --- 7. sigma_j in practice -----------------------------------------------------------------------

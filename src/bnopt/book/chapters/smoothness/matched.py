@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bnopt.analysis import summary as S
-from bnopt.analysis.verdict import compare
 from bnopt.book import claims
 from bnopt.book import plotting as P
 from bnopt.book.chapters.common import scale_tag
@@ -19,13 +18,14 @@ from bnopt.runs.train import model_of
 # --- BN and standard at matched training loss ----------------------------------------------------------------
 
 def ics_cos(d: dict) -> float:
-    """One ICS record's median cos(G, G') over layers 2 and up (the ICS chapter's statistic; layer 1's input
-    never shifts)."""
-    return float(np.nanmedian([c for l, c in zip(d["layers"], d["cos"]) if l >= 2]))
+    """One ICS record's cos(G, G') over layers 2 and up, aggregated as the matched-ICS claims declare (layer 1's
+    input never shifts)."""
+    return float(S.over_layers([c for l, c in zip(d["layers"], d["cos"]) if l >= 2],
+                               claims.declared("matched_ics_vgg").layers))
 
 
 # quantity: (probe, value of a record, name, verdict scale: cosines can be negative, so their differences)
-MATCHED = {"ics": ("ics", ics_cos, "cos(G, G′), median over layers 2 and up", "difference"),
+MATCHED = {"ics": ("ics", ics_cos, f"cos(G, G′), {claims.layers_label('matched_ics_vgg')}", "difference"),
            "beta": ("landscape", lambda d: d["beta"], "effective β-smoothness", "ratio"),
            "eig": ("sharpness", lambda d: d["top_eig"], "λ_max", "ratio")}
 
@@ -91,13 +91,13 @@ def matched_report(matched: dict, scales: dict, folder=".") -> tuple[tuple, dict
         if m is None or not len(m.get("std", [])):
             glued[f"verdict_{cid}"] = "n/a (not run in this build)"
             continue
-        c = compare(m["bn"], m["std"], "<", scale=MATCHED[q][3])
+        c = claims.compare(cid, m["bn"], m["std"])
         pairs = ", ".join(str(int(p)) for p in m["pairs"])
         text = (f"{kind.upper()}: {MATCHED[q][2]} at matched training loss {pm_g(m['loss'])} ({pairs} matched pairs "
                 f"per seed; standard steps {span(m['steps_std'])}, BN steps {span(m['steps_bn'])}): BN {pm_g(m['bn'])} "
                 f"vs standard {pm_g(m['std'])}")
         claims.record(cid, c, text, scales[kind], folder)
-        glued[f"verdict_{cid}"] = f"{text}; BN/standard {c.text()}: **{c.verdict}**"
+        glued[f"verdict_{cid}"] = f"{text}; BN/standard {c.text()}: {c.word()}"
         rows.append([kind.upper(), MATCHED[q][2], pairs, span(m["steps_std"]), span(m["steps_bn"]), pm_g(m["loss"]),
                      pm_g(m["std"]), pm_g(m["bn"]), c.verdict])
     return (header, rows), glued
@@ -191,11 +191,11 @@ def hidden_l2_report(l2: dict, paper_l2: dict, scale: str, folder=".") -> tuple[
     glued = {f"wd_{f}_{n}": pm_g(l2[n][f]) if n in l2 else "n/a" for n in SHORT for f in fields}
     glued.update({f"paper_l2_{n}_{k}": f"{v:.2f}" for n, d in paper_l2.items() for k, v in d.items()})
     if "batch" in l2 and "none" in l2:
-        c = compare(l2["batch"]["width_wd"], l2["none"]["width_wd"], "<")
+        c = claims.compare("fig4_loss_band_wd", l2["batch"]["width_wd"], l2["none"]["width_wd"])
         m = (f"VGG with weight decay: median loss-band width, BN {pm_g(l2['batch']['width_wd'])} vs standard "
              f"{pm_g(l2['none']['width_wd'])}")
         claims.record("fig4_loss_band_wd", c, m, scale, folder)
-        glued["verdict_wd_band"] = f"{m}; BN/standard {c.text()}: **{c.verdict}**"
+        glued["verdict_wd_band"] = f"{m}; BN/standard {c.text()}: {c.word()}"
     else:
         glued["verdict_wd_band"] = "n/a (the weight-decay runs are not in this build)"
     return (header, rows), glued

@@ -5,7 +5,6 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bnopt.analysis.verdict import compare
 from bnopt.book import claims
 from bnopt.book import plotting as P
 from bnopt.book.chapters.common import last_fraction_mean, scale_tag
@@ -87,8 +86,8 @@ def direction_report(land: dict, scale: str, folder=".") -> tuple[tuple, dict]:
             if a is None or b is None:
                 glued[f"dir_{when[:4]}_{d}"] = glued[f"dir_beta_{when[:4]}_{d}"] = "n/a (BN and standard not both run)"
                 continue
-            c = compare(a["beta"], b["beta"], "<")
-            glued[f"dir_{when[:4]}_{d}"] = f"**{c.verdict}** ({c.text()})"
+            c = claims.compare("random_dirs", a["beta"], b["beta"])   # the claim's test, at every point
+            glued[f"dir_{when[:4]}_{d}"] = f"{c.word()} ({c.text()})"
             glued[f"dir_beta_{when[:4]}_{d}"] = f"{pm_g(a['beta'])} with BN against {pm_g(b['beta'])} without"
             if when == "trained" and d == "random":
                 claims.record("random_dirs", c, f"trained VGG, median β along random directions over batches: "
@@ -144,15 +143,15 @@ def spectrum_report(spectra: dict, scale: str, folder=".") -> tuple[object, tupl
     std, bn, bn_eval = (("none", "trained", True), ("batch", "trained", True), ("batch", "trained", False))
     glued["spec_verdict_outliers"] = glued["spec_verdict_eval"] = "n/a (BN and standard not both run)"
     if std in stats and bn in stats:
-        c1 = compare(stats[bn]["ratio"], stats[std]["ratio"], "<")
+        c1 = claims.compare("ghorbani_outliers", stats[bn]["ratio"], stats[std]["ratio"])
         claims.record("ghorbani_outliers", c1, f"trained VGG, λ_max / RMS eigenvalue of the minibatch Hessian: BN "
                       f"{pm_g(stats[bn]['ratio'])}, standard {pm_g(stats[std]['ratio'])}", scale, folder)
-        glued["spec_verdict_outliers"] = f"**{c1.verdict}** ({c1.text()})"
+        glued["spec_verdict_outliers"] = f"{c1.word()} ({c1.text()})"
     if bn in stats:
-        c2 = compare(stats[bn_eval]["ratio"], stats[bn]["ratio"], ">")
+        c2 = claims.compare("ghorbani_eval", stats[bn_eval]["ratio"], stats[bn]["ratio"])
         claims.record("ghorbani_eval", c2, f"trained BN VGG, λ_max / RMS eigenvalue: eval mode "
                       f"{pm_g(stats[bn_eval]['ratio'])}, train mode {pm_g(stats[bn]['ratio'])}", scale, folder)
-        glued["spec_verdict_eval"] = f"**{c2.verdict}** ({c2.text()})"
+        glued["spec_verdict_eval"] = f"{c2.word()} ({c2.text()})"
     glued["spec_n"] = f"{next(iter(spectra.values()))[0]['n']:,}"
     header = ["network", "λ_max (top Ritz value)", "λ_min", "mean eigenvalue tr(H)/n", "RMS eigenvalue √(tr(H²)/n)",
               "outlier ratio λ_max / RMS"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bnopt.analysis.verdict import compare
+from bnopt.analysis import stats as T
+from bnopt.analysis.verdict import fmt_p
 from bnopt.book import claims
 from bnopt.book import plotting as P
 from bnopt.book.chapters.common import last_fraction_mean
@@ -42,10 +43,10 @@ def measure_claims(stats: dict, scales: dict, folder=".") -> dict:
         a, b = stt.get("batch"), stt.get("none")
         if a is None or b is None:
             continue
-        c = compare(a[key], b[key], "<")
+        c = claims.compare(cid, a[key], b[key])
         m = f"{kind.upper()}: {name}, BN {pm_g(a[key])} vs standard {pm_g(b[key])}"
         claims.record(cid, c, m, scales[kind], folder)
-        parts[READINGS[reading]].append(f"{m}; BN/standard {c.text()}: **{c.verdict}**")
+        parts[READINGS[reading]].append(f"{m}; BN/standard {c.text()}: {c.word()}")
     return {g: "; ".join(p) if p else "n/a" for g, p in parts.items()}
 
 
@@ -94,12 +95,12 @@ def sweep_claims(results: dict, sweeps: list, usable: dict, final_fraction: floa
             continue
         ref = usable[(kind, "none")]["ref"]
         a, b = (largest_usable(results, kind, n, lrs, ref, final_fraction) for n in ("batch", "none"))
-        c = compare(a, b, ">")
+        c = claims.compare(ids[kind], a, b)
         net = "VGG" if kind == "vgg_sweep" else "DLN"
         m = (f"{net}: largest usable learning rate per seed, BN {lr_bounds(a, lrs)} vs standard {lr_bounds(b, lrs)} "
              f"(grid {min(lrs):g} to {max(lrs):g}; a value at an end of the grid is a bound, so is the ratio)")
         claims.record(ids[kind], c, m, scales[kind], folder)
-        parts.append(f"{m}; BN/standard {c.text()}: **{c.verdict}**")
+        parts.append(f"{m}; BN/standard {c.text()}: {c.word()}")
     return {"verdict_sweep": "; ".join(parts) if parts else "n/a"}
 
 
@@ -119,7 +120,7 @@ def loglog_slope(x, y) -> float:
         ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
     if ok.sum() < 2 or np.ptp(np.log(x[ok])) == 0:
         return float("nan")
-    return float(round(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0], 12)) + 0.0   # + 0.0: never -0.0
+    return float(round(T.fit_slope(np.log(x[ok]), np.log(y[ok])), 12)) + 0.0   # + 0.0: never -0.0
 
 
 def lr_levels(results: dict, kind: str, n: str, lrs: list) -> dict:
@@ -182,7 +183,8 @@ LR_FIELDS = {"beta": "β", "eig": "λ_max"}
 def lr_report(levels: dict, norms: list, scales: dict, folder=".") -> tuple[tuple, dict]:
     """Per (sweep, norm): the per-seed slopes of β and λ_max against 2/LR and their median level in units of
     2/LR. The claims (edge of stability, for the BN networks the paper's caveat is about): the level of β, and
-    of λ_max, is set by the LR, i.e. every seed's slope is above 0 (`verdict.compare` of the slopes with 0).
+    of λ_max, is set by the LR: the slopes are above 0 and reach half the stated slope 1 (`claims.compare` of the
+    slopes with 0, magnitude 1), and beside it the t-test of the slopes against 1.
     Returns ((header, rows), glued)."""
     header = ["network", "seeds", "slope of β", "slope of λ_max", "median β / (2/LR)", "median λ_max / (2/LR)"]
     rows, glued = [], {}
@@ -201,14 +203,15 @@ def lr_report(levels: dict, norms: list, scales: dict, folder=".") -> tuple[tupl
             if n != "batch" or (kind, f) not in LR_CLAIMS:
                 continue
             sl = slopes[f]
-            c = compare(sl, np.zeros_like(sl), ">", scale="difference")
-            lo, hi = c.ci
-            one = "contains 1, the edge-of-stability slope" if lo <= 1 <= hi else "excludes 1"
+            c = claims.compare(LR_CLAIMS[(kind, f)], sl, np.zeros_like(sl))
+            one = T.t_against(sl[np.isfinite(sl)], 1.0) if np.isfinite(sl).sum() >= 2 else {"p": float("nan")}
+            one = (f"against the edge-of-stability slope 1, p = {fmt_p(one['p'])} (two-sided t-test; a small p "
+                   f"says the slope is not 1)")
             m = (f"{net} with BN: slope of log {LR_FIELDS[f]} against log(2/LR) per seed "
                  f"{', '.join(f'{v:.2g}' for v in sl)} over {len(lev['lrs'])} learning rates {min(lev['lrs']):g} to "
                  f"{max(lev['lrs']):g} (diverged runs left out)")
             claims.record(LR_CLAIMS[(kind, f)], c, m, scales[kind], folder)
-            glued[f"verdict_{LR_CLAIMS[(kind, f)]}"] = f"{m}; mean slope {c.text()}, the interval {one}: **{c.verdict}**"
+            glued[f"verdict_{LR_CLAIMS[(kind, f)]}"] = f"{m}; mean slope {c.text()}, the interval {one}: {c.word()}"
     for claim in LR_CLAIMS.values():
         glued.setdefault(f"verdict_{claim}", "n/a (no BN sweep in this build)")
     return (header, rows), glued
