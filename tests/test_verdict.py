@@ -212,4 +212,31 @@ def test_the_choices_the_ledger_names_are_chapter_parameters():
     for nb in params.chapters(repo_root()):
         names |= set(params.notebook_parameters(nb))
     assert set(declared.ANALYSIS_CHOICES + declared.RUN_CHOICES) <= names
-    assert all(f"`{n}`" in declared.untested_choices() for n in declared.ANALYSIS_CHOICES)
+    assert all(f"`{n}`" in declared.untested_choices() for n in declared.RUN_CHOICES)
+    with pytest.raises(KeyError, match="choices with one"):
+        declared.variations("eta_multiples", 1.0)
+
+
+def test_a_varied_analysis_choice_that_moves_a_verdict_is_named(tmp_path):
+    from bnopt.book.chapters.common import vary
+
+    a, b = [1.0, 2.0, 3.0], [2.0, 4.3, 5.9]
+    claims.record("fig4_beta", claims.compare("fig4_beta", a, b), "m", "q", tmp_path)
+    claims.record("fig4_loss_band", claims.compare("fig4_loss_band", a, b), "m", "q", tmp_path)
+    calls = []
+
+    def derive(folder, early_fraction, match_window):
+        calls.append((early_fraction, match_window))
+        worse = [2.0, 1.9, 3.5] if early_fraction > 0.1 else b              # a wider window loses the effect
+        claims.record("fig4_beta", claims.compare("fig4_beta", a, worse), "m", "q", folder)
+
+    done = vary({"early_fraction": 0.1, "match_window": 50}, derive, tmp_path)
+    assert done == ["early_fraction=0.05", "early_fraction=0.2", "match_window=25", "match_window=100"]
+    assert calls == [(0.05, 50), (0.2, 50), (0.1, 25), (0.1, 100)]          # one choice at a time
+    variants = claims.load_variants(tmp_path)
+    assert set(variants) == set(done) and set(variants["early_fraction=0.2"]) == {"fig4_beta"}
+    robust = claims.robustness(claims.load(tmp_path), variants)
+    assert robust["fig4_beta"].startswith("early_fraction=0.2: not reproduced")
+    assert "early_fraction" not in robust["fig4_loss_band"]                    # not re-derived: not moved
+    assert claims.clear(tmp_path, "smoothness") == 2 + 4                       # the variants' records go too
+    assert claims.load_variants(tmp_path)["early_fraction=0.2"] == {}

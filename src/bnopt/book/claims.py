@@ -24,6 +24,7 @@ from bnopt.runs.cache import git_commit
 from bnopt.runs.paths import write_text_atomic
 
 CLAIMS_DIR = ".claims"
+ROBUST_DIR = ".robust"     # <stage>/.robust/<choice>=<value>/.claims/: a chapter's claims with one choice varied
 
 
 @dataclass(frozen=True)
@@ -208,9 +209,10 @@ def record(claim_id: str, result: Comparison | TheoryCheck, measurement: str, sc
 
 
 def clear(folder: str | Path, chapter: str) -> int:
-    """Delete the records a chapter wrote (before it executes again, so none of them goes stale)."""
+    """Delete the records a chapter wrote, its varied-choice records too (before it executes again, so none of them
+    goes stale)."""
     n = 0
-    for p in (Path(folder) / CLAIMS_DIR).glob("*.json"):
+    for p in [*(Path(folder) / CLAIMS_DIR).glob("*.json"), *(Path(folder) / ROBUST_DIR).glob(f"*/{CLAIMS_DIR}/*.json")]:
         try:
             stale = json.loads(p.read_text()).get("chapter") == chapter
         except (OSError, ValueError):
@@ -219,6 +221,17 @@ def clear(folder: str | Path, chapter: str) -> int:
             p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def variant_folder(folder: str | Path, choice: str, value) -> Path:
+    """Where a chapter writes its claims re-derived with one analysis choice varied."""
+    return Path(folder) / ROBUST_DIR / f"{choice}={value:g}"
+
+
+def load_variants(folder: str | Path = ".") -> dict[str, dict[str, dict]]:
+    """{'<choice>=<value>': {claim id: record}} of every varied-choice folder under `folder`."""
+    root = Path(folder) / ROBUST_DIR
+    return {p.name: load(p) for p in sorted(root.iterdir()) if p.is_dir()} if root.is_dir() else {}
 
 
 def load(folder: str | Path = ".") -> dict[str, dict]:
@@ -279,20 +292,33 @@ def build_line(records: dict[str, dict], profile: str) -> str:
 RULE_CHOICES = {"correction": ("bh", "by"), "magnitude_fraction": (0.25, 0.75), "alpha": (0.01, 0.1)}   # [choice]s
 
 
-def robustness(records: dict[str, dict], choices: dict = RULE_CHOICES, rule: Rule = RULE) -> dict[str, str]:
-    """{claim id: '' when its verdict stays under every variation of the rule's own choices, else which choice moves
-    it and to what}, e.g. 'correction=by: consistent but underpowered'. Each choice is varied alone, the others at
-    `rule`'s values. Only experimental claims; choices of a chapter's analysis are varied in that chapter."""
+def robustness(records: dict[str, dict], variants: dict[str, dict[str, dict]] | None = None,
+               choices: dict = RULE_CHOICES, rule: Rule = RULE) -> dict[str, str]:
+    """{claim id: '' when its verdict stays under every variation, else which variations move it and to what}, e.g.
+    'correction=by: consistent but underpowered; early_fraction=0.2: not reproduced'. The rule's own choices are
+    varied one at a time (the others at `rule`'s values); `variants` ({'<choice>=<value>': records}, from
+    `load_variants`) are the chapters' claims re-derived with one analysis choice varied, judged with the rest of the
+    ledger as it is; a claim counts as moved by a variant only where its own measurement changed (not where only the
+    correction moved because another claim changed). Only experimental claims."""
     base = corrected(records, rule)
     moved: dict[str, list[str]] = {k: [] for k, r in base.items() if "p" in r["numbers"]}
-    for name, values in choices.items():
-        for v in values:
-            alt = corrected(records, replace(rule, **{name: v}))
-            for k in moved:
-                if alt[k]["verdict"] != base[k]["verdict"]:
-                    moved[k].append(f"{name}={v:g}: {alt[k]['verdict']}" if not isinstance(v, str)
-                                    else f"{name}={v}: {alt[k]['verdict']}")
+    alternatives = [(f"{name}={v:g}" if not isinstance(v, str) else f"{name}={v}", records, replace(rule, **{name: v}))
+                    for name, values in choices.items() for v in values]
+    alternatives += [(label, {**records, **recs}, rule) for label, recs in (variants or {}).items()]
+    for label, recs, r in alternatives:
+        alt = corrected(recs, r)
+        for k in moved:
+            if k in alt and alt[k]["verdict"] != base[k]["verdict"] and (recs is records or _remeasured(k, recs, records)):
+                moved[k].append(f"{label}: {alt[k]['verdict']}")
     return {k: "; ".join(m) for k, m in moved.items()}
+
+
+def _remeasured(k: str, variant: dict[str, dict], records: dict[str, dict]) -> bool:
+    """Whether a variant re-derived claim k with other numbers than the build's own."""
+    if k not in variant or k not in records:
+        return False
+    a, b = variant[k]["numbers"], records[k]["numbers"]
+    return (a.get("a"), a.get("b"), a.get("variant")) != (b.get("a"), b.get("b"), b.get("variant"))
 
 
 def forest_rows(records: dict[str, dict]) -> list[dict]:
@@ -374,4 +400,4 @@ def ledger_details(records: dict[str, dict], robust: dict[str, str] | None = Non
 
 
 LEDGER_HEADER = ["claim (evidence)", "paper", "verdict", "effect [95 % CI]", "n", "p → adjusted p",
-                 "robust to the rule's choices"]
+                 "robust to the choices"]

@@ -85,16 +85,47 @@ TESTS: dict[str, Test] = {
 }
 
 
-# The chapters' analysis-time choices (re-read from the same runs; varying them re-executes a chapter) and the
-# run-time ones (varying them needs new runs): both named on the ledger as not varied in this build.
-ANALYSIS_CHOICES = ("acc_threshold", "smooth_window", "speed_acc", "speed_loss_fraction", "final_fraction",
-                    "early_fraction", "usable_fraction", "match_window", "match_tolerance", "edge_tolerance")
+# The chapters' analysis-time choices, each with its stated range: re-read from the same runs, every one is varied
+# alone to each of these values relative to the chapter's own ("times": a factor, "plus": a step), clipped to its
+# valid interval (None: unbounded), and the ledger's robustness column says which move a verdict. Windows stay
+# whole numbers of steps. The run-time choices would need new runs; the ledger names them as not varied.
+VARIATIONS: dict[str, tuple] = {
+    "acc_threshold": ("plus", (-0.1, 0.1), (0.05, 0.995)),         # training: Fig. 1's accuracy threshold
+    "smooth_window": ("times", (0.5, 2.0), (1, None)),              # training: steps of the accuracy average
+    "speed_acc": ("plus", (-0.1, 0.1), (0.05, 0.995)),              # norms: VGG speed threshold
+    "speed_loss_fraction": ("times", (0.5, 2.0), (0.01, 0.95)),     # norms: DLN speed threshold
+    "final_fraction": ("times", (0.5, 2.0), (0.01, 1.0)),           # norms, smoothness: the final-loss window
+    "early_fraction": ("times", (0.5, 2.0), (0.01, 1.0)),           # smoothness: "early in training"
+    "usable_fraction": ("plus", (-0.1, 0.05), (0.05, 0.99)),        # smoothness: a usable learning rate
+    "match_window": ("times", (0.5, 2.0), (1, None)),               # smoothness: the matched-loss average
+    "match_tolerance": ("times", (0.5, 2.0), (0.001, 1.0)),         # smoothness: matched within this
+}
+ANALYSIS_CHOICES = tuple(VARIATIONS)
 RUN_CHOICES = ("eta_multiples", "probe_every", "hessian_iters", "point_batches", "curvature_extra", "weight_decay")
+
+
+def variations(name: str, value: float) -> list:
+    """The values a choice is varied to around the chapter's `value` (its stated range; never the value itself).
+
+    >>> variations("acc_threshold", 0.5), variations("acc_threshold", 0.99), variations("smooth_window", 25)
+    ([0.4, 0.6], [0.89, 0.995], [12, 50])
+    """
+    if name not in VARIATIONS:
+        raise KeyError(f"{name!r} has no stated range; choices with one: {', '.join(VARIATIONS)}")
+    how, steps, (lo, hi) = VARIATIONS[name]
+    out = []
+    for st in steps:
+        v = value * st if how == "times" else value + st
+        v = max(v, lo) if lo is not None else v
+        v = min(v, hi) if hi is not None else v
+        v = int(v) if isinstance(value, int) else round(float(v), 12)
+        if v != value and v not in out:
+            out.append(v)
+    return out
 
 
 def untested_choices() -> str:
     """The sentence the ledger glues: which choices the robustness column does not vary."""
     code = lambda names: ", ".join(f"`{n}`" for n in names)
-    return (f"the chapters' thresholds and windows ({code(ANALYSIS_CHOICES)}), which a reader can vary by "
-            f"re-executing a chapter with other parameters on the same runs, and the choices that would need new runs "
-            f"({code(RUN_CHOICES)})")
+    return (f"the run-time choices, which would need new runs ({code(RUN_CHOICES)}), and each claim's aggregation over "
+            f"layers (declared with the claim)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnopt.book import claims, declared
 from bnopt.book.experiments import scaled_etas
 
 
@@ -55,3 +56,15 @@ def probe_settings(lr: float, eta_multiples, dln_lr: float, dln_eta_multiples, h
     return {"etas_vgg": fmt(scaled_etas(lr, eta_multiples)), "etas_dln": fmt(scaled_etas(dln_lr, dln_eta_multiples)),
             "eta_multiples": fmt(eta_multiples), "dln_eta_multiples": fmt(dln_eta_multiples),
             "hessian_iters": f"{hessian_iters}"}
+
+
+def vary(choices: dict, derive, folder=".") -> list[str]:
+    """Re-derive a chapter's claims with each analysis choice varied alone over its stated range
+    (`declared.variations`): `derive(folder=..., **choices)` records the claims under
+    `claims.variant_folder(folder, name, value)`, for the ledger's robustness column. Returns the variations done."""
+    done = []
+    for name, value in choices.items():
+        for v in declared.variations(name, value):
+            derive(folder=claims.variant_folder(folder, name, v), **{**choices, name: v})
+            done.append(f"{name}={v:g}")
+    return done

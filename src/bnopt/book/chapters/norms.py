@@ -17,7 +17,7 @@ from bnopt.book import claims
 from bnopt.book import plotting as P
 from bnopt.book.chapters import ics as I
 from bnopt.book.chapters import smoothness as M
-from bnopt.book.chapters.common import last_fraction_mean, scale_tag
+from bnopt.book.chapters.common import last_fraction_mean, scale_tag, vary
 from bnopt.book.report import pm_g
 
 LP = ("l1", "l2", "linf")          # the paper's three normalizations (Sec. 3.3)
@@ -335,3 +335,15 @@ def thesis_reading(corr: dict, kind: str) -> str:
               for w in ("predicts", "predicts inversely", "no evidence")}
     detail = "; ".join(f"{w}: {', '.join(v)}" for w, v in groups.items() if v)
     return f"{verdict}: {detail}"
+
+
+def vary_choices(results: dict, norms: list, windows: dict, scales: dict, speed_acc: float, speed_loss_fraction: float,
+                 smooth_window: int, final_fraction: float, folder=".") -> list[str]:
+    """The chapter's claims re-derived with each speed threshold and the final-loss window varied alone over their
+    stated ranges (the ledger's robustness column). Returns the variations done."""
+    def derive(folder, speed_acc, speed_loss_fraction, final_fraction):
+        measure_claims(measurements(results, norms, speed_acc, speed_loss_fraction, smooth_window, final_fraction),
+                       windows, scales, folder)
+
+    return vary({"speed_acc": speed_acc, "speed_loss_fraction": speed_loss_fraction, "final_fraction": final_fraction},
+                derive, folder)

@@ -11,7 +11,7 @@ import numpy as np
 from bnopt.analysis import summary as S
 from bnopt.book import claims
 from bnopt.book import plotting as P
-from bnopt.book.chapters.common import scale_tag
+from bnopt.book.chapters.common import scale_tag, vary
 from bnopt.nets.models import build_model
 from bnopt.runs.config import ModelConfig
 
@@ -200,3 +200,14 @@ def measure_claims(results: dict, stats: dict, lrs: list, steps: int, acc_thresh
 
 def claim_scale(profile, arch, width, steps, seeds) -> str:
     return scale_tag(profile, f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(seeds)} seeds")
+
+
+def vary_choices(results: dict, lrs: list, steps: int, ridge_layers: list, scale: str, acc_threshold: float,
+                 smooth_window: int, folder=".") -> list[str]:
+    """The chapter's claims re-derived with its threshold and its averaging window varied alone over their stated
+    ranges (the ledger's robustness column). Returns the variations done."""
+    def derive(folder, acc_threshold, smooth_window):
+        measure_claims(results, all_stats(results, smooth_window, acc_threshold), lrs, steps, acc_threshold,
+                       ridge_layers, scale, folder)
+
+    return vary({"acc_threshold": acc_threshold, "smooth_window": smooth_window}, derive, folder)
