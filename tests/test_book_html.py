@@ -230,6 +230,26 @@ def test_page_reads_as_a_reader_sees_it(browser, server, page):
     assert found["mono"] == [], f"{page}: prose set as monospace code: {found['mono']}"
 
 
+def test_the_ledger_reads_on_a_phone(browser, server):
+    """At 390 px the ledger's table is one card per claim: no table wider than the column, every claim's verdict badge
+    visible, the column labels in place of the header."""
+    tab = browser.new_page(viewport={"width": 390, "height": 844})
+    tab.goto(f"{server}/ledger.html", wait_until="load")
+    found = tab.evaluate(READER_DEFECTS)
+    cards = tab.evaluate("""() => {
+      const t = document.querySelector('#the-ledger table');
+      const rows = Array.from(t.querySelectorAll('tbody tr'));
+      return {display: getComputedStyle(rows[0]).display, rows: rows.length,
+              head: getComputedStyle(t.querySelector('thead')).display,
+              label: getComputedStyle(rows[0].children[3], '::before').content,
+              page: document.documentElement.scrollWidth};
+    }""")
+    tab.close()
+    assert found["wide"] == [], f"tables wider than the phone's column: {found['wide']}"
+    assert cards["display"] == "block" and cards["head"] == "none" and cards["rows"] > 40
+    assert "effect" in cards["label"] and cards["page"] <= 390
+
+
 def test_navigation_reaches_every_chapter(browser, server):
     tab = browser.new_page()
     tab.goto(f"{server}/index.html", wait_until="load")       # index.html redirects to the front page
