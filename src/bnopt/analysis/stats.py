@@ -1,7 +1,7 @@
 """The tests behind the verdicts, all from scipy.stats (issue 28): a paired t-test on per-seed log ratios or
 differences with its confidence interval, the exact sign test beside it, Benjamini-Hochberg adjustment across a
-ledger, a permutation test of a rank correlation over configurations, and a regression slope tested against a
-stated value (1 for "set by the learning rate", not 0).
+ledger, a permutation test of a rank correlation over configurations, a least-squares slope, and a t-test of
+per-seed values against a stated value (per-seed slopes against 1 for "set by the learning rate", not 0).
 
 Each function takes plain numbers and returns plain numbers; the known answers are in the doctests and in
 tests/test_stats.py.
@@ -144,22 +144,3 @@ def rank_correlation(x, y, n_resamples: int = 9_999, seed: int = 0, alternative:
     res = stats.permutation_test((y,), rho, permutation_type="pairings", n_resamples=n_resamples,
                                  alternative=alternative, rng=np.random.default_rng(seed))
     return {"rho": float(rho(y)), "p": float(res.pvalue), "n": len(x)}
-
-
-def slope_test(x, y, against: float = 1.0, level: float = 0.95) -> dict:
-    """The least-squares slope of y on x (`linregress`), its two-sided `level` interval, and the two-sided p of
-    slope = `against` (for "set by the learning rate" on log-log axes: 1, not 0). {'slope', 'ci', 'p', 'n'}.
-
-    >>> r = slope_test([0.0, 1.0, 2.0, 3.0], [0.1, 1.0, 2.1, 2.9], against=1.0)
-    >>> round(r["slope"], 3), round(r["p"], 3)              # slope 4.75 / 5
-    (0.95, 0.326)
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.shape != y.shape or len(x) < 3:
-        raise ValueError("slope_test needs at least 3 points")
-    fit = stats.linregress(x, y)
-    df = len(x) - 2
-    half = stats.t.ppf((1 + level) / 2, df) * fit.stderr
-    t = (fit.slope - against) / fit.stderr if fit.stderr > 0 else (0.0 if fit.slope == against else np.inf)
-    return {"slope": float(fit.slope), "ci": (float(fit.slope - half), float(fit.slope + half)),
-            "p": float(2 * stats.t.sf(abs(t), df)), "n": len(x)}
