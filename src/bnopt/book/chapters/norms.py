@@ -248,14 +248,14 @@ def layer_shift(results: dict, norms: list, layer: int) -> dict:
 
 
 # The claims of Sec. 3.3: each of the three l_p variants against the reference network with the same seed (the
-# claim holds where it holds for each: `claims.compare_all`): (id, network, measure, name, side, against). The side
-# is declared once, in claims.TESTS; it is repeated here only to name it in the prose.
+# claim holds where it holds for each: `claims.compare_all`): (id, network, measure, name, against). The side is
+# declared once, in bnopt.book.declared.TESTS.
 NORM_CLAIMS = (
-    ("fig5_lp_vgg", "vgg", "speed", "steps to the training-accuracy threshold", "<", "none"),
-    ("fig5_lp_dln", "dln", "loss_end", "final training loss of the window", "<", "none"),
-    ("fig6_lp_shift", "vgg", "shift", "one-step distributional shift (median over layers 2 and up)", ">", "none"),
-    ("fig12_lp_spikes", "vgg", "g_spikes", "largest gradient change along the gradient", "<", "none"),
-    ("fig13_lp_spikes", "dln", "g_spikes", "largest gradient change along the gradient", "<", "none"),
+    ("fig5_lp_vgg", "vgg", "speed", "steps to the training-accuracy threshold", "none"),
+    ("fig5_lp_dln", "dln", "loss_end", "final training loss of the window", "none"),
+    ("fig6_lp_shift", "vgg", "shift", "one-step distributional shift (median over layers 2 and up)", "none"),
+    ("fig12_lp_spikes", "vgg", "g_spikes", "largest gradient change along the gradient", "none"),
+    ("fig13_lp_spikes", "dln", "g_spikes", "largest gradient change along the gradient", "none"),
 )
 SHORT = {"none": "standard", "batch": "BN", "l1": "ℓ1", "l2": "ℓ2", "linf": "ℓ∞", "layer": "layer norm",
          "group": "group norm"}
@@ -265,7 +265,7 @@ def measure_claims(meas: dict, windows: dict, scales: dict, folder=".") -> dict:
     """Apply the verdict rule to the Sec. 3.3 claims (NORM_CLAIMS, and l1 against BN on the DLN); record them;
     return {glue name: sentence}."""
     out = {}
-    for cid, kind, key, name, side, against in NORM_CLAIMS:
+    for cid, kind, key, name, against in NORM_CLAIMS:
         lp = [n for n in LP if (kind, n) in meas]
         if not lp or (kind, against) not in meas:
             continue
