@@ -317,8 +317,11 @@ def test_gamma_sigma_tracks_beta_by_the_stated_rule():
     assert rows[0][-1] == "tracks" and glued["gs_verdict"] == "**tracks**" and rows[0][1] == "1.00"
     _, (_, rows), glued = M.gamma_sigma_report([against, against], [0, 1], 0.5)
     assert glued["gs_verdict"] == "**moves against**" and glued["gs_layers"] == "3 layers: moves against"
+    assert glued["gs_meaning"].startswith("the opposite of what the paper's reading predicts")
     _, _, glued = M.gamma_sigma_report([same, against], [0, 1], 0.5)
-    assert glued["gs_verdict"] == "**no consistent relation**"
+    assert glued["gs_verdict"] == "**no consistent relation**" and glued["gs_meaning"].startswith("no support")
+    _, _, glued = M.gamma_sigma_report([_bn_run(betas, [0.5, 0.3, 0.4, 0.1, 0.2], layers=1)], [0], 0.5)
+    assert glued["gs_layers"] == "1 layer: moves against"
 
 
 def test_direction_report_compares_bn_with_standard_per_direction_and_records_the_random_claim(tmp_path):

@@ -81,6 +81,17 @@ def tracking(rhos, threshold: float = 0.5) -> str:
     return "no consistent relation"
 
 
+# what each outcome of `tracking` says about the paper's reading (a smaller factor, a smoother network)
+TRACKING_MEANS = {
+    "tracks": "consistent with the paper's reading: along training the factor is smallest where the network is "
+              "smoothest (a co-movement, not evidence that the factor causes it)",
+    "moves against": "the opposite of what the paper's reading predicts: along training the factor is largest "
+                     "where the network is smoothest",
+    "no consistent relation": "no support for the paper's reading: the seeds disagree on the direction",
+    "not measured": "not measured: the runs record no common probe steps",
+}
+
+
 def gamma_sigma_series(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(steps, per-layer median |gamma_j|/sigma_j (steps, layers), the median over every unit of the network
     (steps,), beta at the same steps) of one BN run, at the steps where both probes were recorded."""
@@ -132,7 +143,8 @@ def gamma_sigma_report(runs_bn: list[dict], seeds: list, threshold: float = 0.5)
     counts = {v: verdicts.count(v) for v in ("tracks", "moves against", "no consistent relation") if verdicts.count(v)}
     glued = {"gs_rho": ", ".join(f"{r:.2f} (seed {s})" for r, s in zip(rho_all, seeds)),
              "gs_verdict": f"**{tracking(rho_all, threshold)}**",
-             "gs_layers": "; ".join(f"{n} layers: {v}" for v, n in counts.items()),
+             "gs_layers": "; ".join(f"{n} layer{'s' if n != 1 else ''}: {v}" for v, n in counts.items()),
+             "gs_meaning": TRACKING_MEANS[tracking(rho_all, threshold)],
              "gs_threshold": f"{threshold:g}", "gs_points": str(len(series[0][0]))}
     header = ["factor", *(f"ρ, seed {s}" for s in seeds), "mean ρ", f"rule (|ρ| ≥ {threshold:g} in every seed)"]
     return fig, (header, rows), glued
