@@ -17,6 +17,28 @@ def scale_tag(profile: str, *parts: str) -> str:
     return f"{profile}: " + ", ".join(p for p in parts if p)
 
 
+PAPER_STEPS = 15000       # the paper's VGG budget, at batch 128 (Appendix A.1)
+PAPER_DLN_STEPS = 10000   # the paper's deep linear network budget, full-batch
+
+
+def budget_note(steps: int, dln_steps: int | None = None) -> str:
+    """What a chapter's budget lets its numbers say, from its VGG and DLN step counts (glued, never typed for one
+    profile).
+
+    >>> budget_note(700, 10000)
+    "The VGG runs take 700 of the paper's 15,000 steps, so their numbers describe the early phase of training; the deep linear network runs the paper's full 10,000 steps"
+    >>> budget_note(15000)
+    "The VGG runs take the paper's full 15,000 steps"
+    """
+    vgg = (f"The VGG runs take {steps:,} of the paper's {PAPER_STEPS:,} steps, so their numbers describe the early "
+           f"phase of training" if steps < PAPER_STEPS else f"The VGG runs take the paper's full {PAPER_STEPS:,} steps")
+    if dln_steps is None:
+        return vgg
+    dln = (f"the deep linear network runs the paper's full {PAPER_DLN_STEPS:,} steps" if dln_steps >= PAPER_DLN_STEPS
+           else f"the deep linear network runs {dln_steps:,} of the paper's {PAPER_DLN_STEPS:,} steps")
+    return f"{vgg}; {dln}"
+
+
 def device_name(results: dict) -> str:
     """The device the first run of a results dict trained on."""
     return next(iter(results.values()))[0]["meta"]["device_name"]

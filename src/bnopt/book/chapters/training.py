@@ -11,7 +11,7 @@ import numpy as np
 from bnopt.analysis import summary as S
 from bnopt.book import claims
 from bnopt.book import plotting as P
-from bnopt.book.chapters.common import scale_tag, vary
+from bnopt.book.chapters.common import PAPER_STEPS, scale_tag, vary
 from bnopt.nets.models import build_model
 from bnopt.runs.config import ModelConfig
 
@@ -30,6 +30,27 @@ def scale_text(arch, width, steps, batch_size, seeds, precision, device) -> str:
             f"the paper's full width has {n_params(arch, 1.0) / 1e6:.3g} M), {steps:,} steps of batch {batch_size} "
             f"({epochs:.1f} epochs; the paper: 15,000 steps, 38.4 epochs), {len(seeds)} seeds per "
             f"configuration, {precision} precision, on `{device}`")
+
+
+def scale_caveat(width: float, steps: int) -> str:
+    """What the chapter's scale lets a reader compare with the paper, from its width and budget.
+
+    >>> scale_caveat(1.0, 15000)[:40]
+    "This build runs the paper's protocol at "
+    >>> scale_caveat(0.125, 700).split(". ")[0]
+    "The network has 1/8 of the paper's channels and trains for 700 of its 15,000 steps"
+    """
+    if width >= 1 and steps >= PAPER_STEPS:
+        return ("This build runs the paper's protocol at the paper's width: its absolute accuracies are comparable "
+                "with the paper's, whose curves are single runs")
+    frac = f"1/{1 / width:g}" if width < 1 and float(1 / width).is_integer() else f"{width:g}×"
+    parts = ([f"has {frac} of the paper's channels"] if width < 1 else []) + \
+        ([f"trains for {steps:,} of its {PAPER_STEPS:,} steps" if width < 1 else
+          f"trains for {steps:,} of the paper's {PAPER_STEPS:,} steps"] if steps < PAPER_STEPS else
+         ["trains for the paper's full budget"])
+    return (f"The network {' and '.join(parts)}. The absolute accuracies are therefore not the paper's. The "
+            "comparison that carries over is the *ordering*: BN against no BN at the same budget, and whether the "
+            "large learning rate trains at all. The `paper` profile runs the paper's full protocol")
 
 
 def key_name(norm: str, lr: float, lrs: list) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 from bnopt.analysis import summary as S
 from bnopt.book import claims
 from bnopt.book import plotting as P
-from bnopt.book.chapters.common import scale_tag
+from bnopt.book.chapters.common import PAPER_STEPS, scale_tag
 from bnopt.book.chapters.smoothness.bands import SHORT, C, band_series, quiet_nan
 from bnopt.book.report import pm_g
 from bnopt.measure.probes import squared_norms
@@ -164,6 +164,38 @@ def _l2_curves(axes, n: str, d: dict, wd: float) -> None:
         obj = d["curve_wd"][:, d["steps"]] + d["l2_series"]
         axes[0].plot(d["steps"], np.nanmean(obj, 0), color=C[n], linestyle=":", marker=".", label=f"{P.label(n)}, loss + L2 term")
         P.curve_band(axes[1], d["steps"], d["l2_series"], color=C[n], label=P.label(n))
+
+
+PAPER_FLOOR = (0.6, 0.7)   # the loss band's floor in the paper's Fig. 4a, read off the figure
+
+
+def floor_reading(l2: dict, lr: float, wd: float, wd_steps: int, settled: float = 0.5) -> str:
+    """Whether the weight-decay runs are long enough to show Fig. 4a's floor, and what they show there. Weight decay
+    alone shrinks the weights by 1 - (1 - lr·wd)^steps; below `settled` (our choice: half) the L2 term has not
+    settled and the runs cannot show a floor. Otherwise, the loss SGD minimises at the end (cross-entropy + L2 term,
+    mean over seeds) against the figure's 0.6-0.7. A description, not a ledger claim.
+
+    >>> floor_reading({}, 0.1, 5e-4, 200)[:60]
+    'The runs are too short to show the floor itself: over 200 st'
+    >>> d = {"none": {"objective": np.array([0.64, 0.66])}, "batch": {"objective": np.array([0.9, 1.1])}}
+    >>> floor_reading(d, 0.1, 5e-4, 15000).split("is ")[-1]
+    'Standard 0.65 ± 0.014 (inside it); Standard + BatchNorm 1 ± 0.14 (above it)'
+    """
+    shrink = 1 - (1 - lr * wd) ** wd_steps
+    alone = f"over {wd_steps:,} steps at LR {lr:g} weight decay alone would shrink the weights by {100 * shrink:.2g} %"
+    if shrink < settled:
+        return (f"The runs are too short to show the floor itself: {alone}, so it barely changes the cross-entropy "
+                f"(we call the L2 term settled once that shrinkage reaches {100 * settled:g} %); the floor needs "
+                f"longer runs (the `narrow` and `paper` profiles declare {PAPER_STEPS:,} steps)")
+    lo, hi = PAPER_FLOOR
+
+    def where(x):
+        m = float(np.nanmean(x))
+        return "inside" if lo <= m <= hi else "above" if m > hi else "below"
+    parts = [f"{P.label(n)} {pm_g(d['objective'])} ({where(d['objective'])} it)" for n, d in l2.items()]
+    return (f"These runs are long enough for the L2 term to settle ({alone}; we call it settled from "
+            f"{100 * settled:g} %). At the end, against the {lo:g}–{hi:g} of Fig. 4a, the loss SGD minimises is "
+            f"{'; '.join(parts) or 'not measured'}")
 
 
 def hidden_l2_figure(l2: dict, wd: float):
