@@ -342,3 +342,14 @@ def test_direction_report_compares_bn_with_standard_per_direction_and_records_th
     assert rec["verdict"] == "consistent but underpowered" and rec["numbers"]["effect"] == pytest.approx(np.sqrt(0.25 * 0.5))
     _, glued = M.direction_report({k: v for k, v in land.items() if k[0] == "batch"}, "test", folder=tmp_path / "b")
     assert glued["dir_trai_random"].startswith("n/a")
+
+
+def test_the_gamma_sigma_reading_is_shown_beside_the_snapshot_at_another_profile():
+    from bnopt.book.chapters import bn_math as M
+    snap = {"profile": "quick", "commit": "abcdef123", "made": "2026-12-06", "numerics": "AuthenticAMD AVX2",
+            "glued": {"bn_math": {"gs_rho": "0.93 (seed 0), 0.85 (seed 1)", "gs_verdict": "**tracks**"}}}
+    text = M.gs_other_scale(snap, "narrow")
+    assert "`quick` (commit abcdef1" in text and "ρ = 0.93 (seed 0), 0.85 (seed 1): the factor **tracks** β" in text
+    assert "nothing to compare" in M.gs_other_scale(snap, "quick")
+    assert "no γ/σ reading" in M.gs_other_scale({**snap, "glued": {}}, "narrow")
+    assert "No snapshot" in M.gs_other_scale(None, "narrow")

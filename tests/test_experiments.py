@@ -122,3 +122,40 @@ def test_reads_weights_names_exactly_the_chapters_that_rebuild_trained_networks(
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "model_of" and len(node.args) >= 2:
                 calls.add(path.relative_to(folder).parts[0].removesuffix(".py"))
     assert calls == set(READS_WEIGHTS) and calls <= set(GRIDS)
+
+
+# What the two profiles' runs may differ in without changing a trajectory: the budget and what is recorded
+# (test_train.py: test_probes_do_not_change_the_training_run, test_a_shorter_run_is_the_start_of_a_longer_one).
+# The ledger's "What moved with scale" rests on this.
+RECORDING_ONLY = ("optim.steps", "probes", "eval_every", "data.eval_train_subset")
+QUICK_ONLY = {("norms", ("dln", "group", 1e-06))}   # quick keeps its degenerate DLN groups of two (its cache keys)
+
+
+def _trajectory(cfg) -> str:
+    d = cfg.to_dict()
+    for path in RECORDING_ONLY:
+        *outer, last = path.split(".")
+        node = d
+        for k in outer:
+            node = node[k]
+        node.pop(last)
+    return canonical_json(d)
+
+
+def test_quick_runs_are_the_first_steps_of_narrow_runs():
+    """Every quick run has a narrow run that differs from it only in its budget (never shorter) and in what it
+    records, so it follows the same trajectory: quick sees the first steps of narrow's training. The only exception
+    is declared (QUICK_ONLY)."""
+    narrow = {}
+    for ch in CHAPTERS:
+        for cfgs in E.chapter_grid(ch, E.chapter_parameters(ch, "narrow")).values():
+            for c in cfgs:
+                narrow.setdefault(_trajectory(c), []).append(c.optim.steps)
+    missing = set()
+    for ch in CHAPTERS:
+        for key, cfgs in E.chapter_grid(ch, E.chapter_parameters(ch, "quick")).items():
+            for c in cfgs:
+                longer = [s for s in narrow.get(_trajectory(c), []) if s >= c.optim.steps]
+                if not longer:
+                    missing.add((ch, key))
+    assert missing == QUICK_ONLY

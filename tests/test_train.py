@@ -122,6 +122,14 @@ def test_a_probe_starts_at_its_start_step_and_a_run_can_skip_the_test_set(tiny_d
     assert quiet["evals"] == {"step": quiet["evals"]["step"]} and torch.equal(quiet["train_loss"], out["train_loss"])
 
 
+def test_a_shorter_run_is_the_start_of_a_longer_one(tiny_data):
+    """The budget and the evaluation cadence do not change a trajectory: a short run is, bit for bit, the first steps
+    of a longer one (so a quick run is the start of its narrow run: test_experiments.py)."""
+    short = train(tiny_vgg(steps=4, eval_every=2))
+    long = train(tiny_vgg(steps=8, eval_every=3, **{"data.eval_train_subset": 0}))
+    assert len(short["train_loss"]) == 4 and torch.equal(short["train_loss"], long["train_loss"][:4])
+
+
 @pytest.mark.parametrize("norm", ["batch", "noisy_batch"])
 def test_the_book_probes_do_not_change_the_training_run(tiny_data, norm):
     """Every probe the book puts on its runs (experiments.book_probes), on a BN and a noisy-BN net:

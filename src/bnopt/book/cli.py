@@ -7,6 +7,7 @@
     bnopt campaign --profile narrow --budget 150m   train a profile's missing runs in priority order
     bnopt bench [--quick]                     cost of a run and of each probe on this machine
     bnopt glued [STAGE]                       every glued value of a staged build, as JSON (compare two builds)
+    bnopt snapshot --profile quick --out F    a staged build's claims and glued values, for builds at other scales
 
 `python -m bnopt ...` is the same command where the package is not installed (PYTHONPATH=src).
 """
@@ -18,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from bnopt.book import bench, build, campaign
+from bnopt.book import bench, build, campaign, scales
 from bnopt.book import experiments as E
 from bnopt.book.params import BuildError, ParameterError, coerce_parameters
 from bnopt.book.report import glued_values
@@ -137,8 +138,25 @@ def glued_main(argv=None) -> int:
     return 0
 
 
+def snapshot_main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="bnopt snapshot", description=scales.__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", required=True, help="the profile every chapter of the staged build was built at")
+    ap.add_argument("--stage", default="_stage", help="the staged build (default _stage)")
+    ap.add_argument("--out", required=True, help=f"where to write it, e.g. results/quick/{scales.SNAPSHOT_NAME}")
+    a = ap.parse_args(argv)
+    try:
+        snap = scales.write(a.stage, a.out, a.profile)
+    except scales.SnapshotError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"[bnopt] {a.out}: {len(snap['records'])} claim records and the glued values of "
+          f"{len(snap['glued'])} chapters at {scales.describe(snap)}")
+    return 0
+
+
 COMMANDS = {"book": build.main, "verify-runs": verify.main, "train": train_main, "bundle": bundle_main,
-            "campaign": campaign.main, "bench": bench.main, "glued": glued_main}
+            "campaign": campaign.main, "bench": bench.main, "glued": glued_main,
+            "snapshot": snapshot_main}
 
 
 def main(argv=None) -> int:

@@ -11,9 +11,9 @@ from bnopt.book.chapters.bn_math.basics import EXACT, F64, bn_checks, moments_de
 from bnopt.book.chapters.bn_math.networks import (assumption_counts, fraction_text, networks, observation43_all,
                                                   observation43_report, theorem41_all, theorem41_figure,
                                                   theorem41_report, theorem42_all, theorem42_report, theory_batch)
-from bnopt.book.chapters.bn_math.sigma import (gamma_sigma_report, gamma_sigma_series, sigma_report, sigma_table,
-                                               tracking)
+from bnopt.book.chapters.bn_math.sigma import (gamma_sigma_report, gamma_sigma_series, gs_other_scale, sigma_report,
+                                               sigma_table, tracking)
 from bnopt.book.chapters.bn_math.theorem44 import (THREE_POINTS, lemma45_figure, lemma45_instance, lemma45_report,
                                                    theorem44_at_inputs, theorem44_report, vec)
 
-__all__ = ["EXACT", "F64", "bn_checks", "moments_demo", "rel_err", "scale_invariance", "assumption_counts", "fraction_text", "networks", "observation43_all", "observation43_report", "theorem41_all", "theorem41_figure", "theorem41_report", "theorem42_all", "theorem42_report", "theory_batch", "THREE_POINTS", "lemma45_figure", "lemma45_instance", "lemma45_report", "theorem44_at_inputs", "theorem44_report", "vec", "gamma_sigma_report", "gamma_sigma_series", "sigma_report", "sigma_table", "tracking"]
+__all__ = ["EXACT", "F64", "bn_checks", "moments_demo", "rel_err", "scale_invariance", "assumption_counts", "fraction_text", "networks", "observation43_all", "observation43_report", "theorem41_all", "theorem41_figure", "theorem41_report", "theorem42_all", "theorem42_report", "theory_batch", "THREE_POINTS", "lemma45_figure", "lemma45_instance", "lemma45_report", "theorem44_at_inputs", "theorem44_report", "vec", "gamma_sigma_report", "gamma_sigma_series", "gs_other_scale", "sigma_report", "sigma_table", "tracking"]

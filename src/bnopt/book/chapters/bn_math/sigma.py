@@ -7,6 +7,7 @@ import numpy as np
 from bnopt.analysis import summary as S
 from bnopt.analysis.stats import spearman
 from bnopt.book import plotting as P
+from bnopt.book.scales import describe, glued_at
 
 # --- 7. sigma_j in practice -----------------------------------------------------------------------
 
@@ -148,3 +149,18 @@ def gamma_sigma_report(runs_bn: list[dict], seeds: list, threshold: float = 0.5)
              "gs_threshold": f"{threshold:g}", "gs_points": str(len(series[0][0]))}
     header = ["factor", *(f"ρ, seed {s}" for s in seeds), "mean ρ", f"rule (|ρ| ≥ {threshold:g} in every seed)"]
     return fig, (header, rows), glued
+
+
+def gs_other_scale(snap: dict | None, profile: str) -> str:
+    """The γ/σ-tracks-β reading of a committed snapshot of the book at another profile (`bnopt.book.scales`),
+    beside this build's: what the same rule said on runs whose first steps these runs share."""
+    if not snap:
+        return "No snapshot of the book at another profile is committed, so this reading has nothing to compare with"
+    if snap["profile"] == profile.split(" ")[0]:
+        return f"This build is at the profile of the committed snapshot ({describe(snap)}): nothing to compare"
+    rho, word = glued_at(snap, "bn_math", "gs_rho"), glued_at(snap, "bn_math", "gs_verdict")
+    if rho is None or word is None:
+        return f"The committed snapshot ({describe(snap)}) has no γ/σ reading to compare with"
+    return (f"At {describe(snap)}, whose runs are the first steps of these ({{ref}}`sec-scale-moves`), the same rule "
+            f"gave ρ = {rho}: the factor {word} β there. The two readings differ only in how much of training they "
+            f"cover")

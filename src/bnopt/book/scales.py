@@ -1,0 +1,118 @@
+"""The book at another scale: a committed snapshot of one profile's whole build (its raw ledger records and every
+glued value), which a build at another profile reads to say what moved with scale.
+
+    bnopt snapshot --stage _stage --out results/quick/book-snapshot.json   # after `make book PROFILE=quick`
+
+A snapshot is of one profile throughout: `write` refuses a staged build whose claims came from several profiles
+(a narrow build with chapters fallen back to quick, for example). The ledger compares, claim by claim, the verdicts
+of this build with the snapshot's where a claim was measured at a different profile here; a chapter can quote one of
+the snapshot's glued values (`glued_at`) beside its own.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from bnopt.book import claims
+from bnopt.book.report import glued_values
+from bnopt.runs.cache import git_commit
+from bnopt.runs.numerics import numerics
+from bnopt.runs.paths import repo_root, write_text_atomic
+
+SNAPSHOT_NAME = "book-snapshot.json"   # results/<profile>/book-snapshot.json
+
+
+class SnapshotError(ValueError):
+    """A staged build that cannot be a snapshot of one profile."""
+
+
+def profile_of(scale: str) -> str:
+    """The profile a claim record's scale names ('quick: VGG16 width 0.125, ...' -> 'quick').
+
+    >>> profile_of("narrow: VGG16 width 0.125, 15,000 steps, 5 seeds"), profile_of("")
+    ('narrow', '')
+    """
+    return scale.split(":", 1)[0].strip() if ":" in scale else ""
+
+
+def snapshot(stage: str | Path, profile: str) -> dict:
+    """The snapshot of a staged build at `profile`: provenance (commit, numerics, date), the raw claim records (the
+    ledger corrects them within the snapshot's own family) and every glued value, {chapter: {name: text}}."""
+    records = claims.load(stage)
+    if not records:
+        raise SnapshotError(f"{stage} holds no claim records: build the book first (make book PROFILE={profile})")
+    other = sorted(k for k, r in records.items() if profile_of(r["scale"]) != profile)
+    if other:
+        raise SnapshotError(f"a snapshot is of one profile: {len(other)} claims of {stage} were measured at another "
+                            f"profile than {profile!r} ({', '.join(other[:5])}{', ...' if len(other) > 5 else ''}); "
+                            f"build every chapter at {profile!r} (make book PROFILE={profile})")
+    return {"profile": profile, "commit": git_commit(), "numerics": numerics(),
+            "made": time.strftime("%Y-%m-%d"), "records": records, "glued": glued_values(stage)}
+
+
+def write(stage: str | Path, out: str | Path, profile: str) -> dict:
+    """Write `snapshot(stage, profile)` to `out` (atomically); return it."""
+    snap = snapshot(stage, profile)
+    write_text_atomic(Path(out), json.dumps(snap, indent=1, sort_keys=True, default=float) + "\n")
+    return snap
+
+
+def load(path: str | Path) -> dict | None:
+    """A snapshot, or None where there is none; a relative path is read from the repository root (the chapters
+    execute in a staging folder)."""
+    p = Path(path)
+    if not p.is_absolute():
+        p = (repo_root() or Path.cwd()) / p
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def glued_at(snap: dict | None, chapter: str, name: str) -> str | None:
+    """One glued value of the snapshot's build, or None."""
+    return ((snap or {}).get("glued") or {}).get(chapter, {}).get(name)
+
+
+def describe(snap: dict) -> str:
+    """'`quick` (commit 844f282, 2026-12-06, AuthenticAMD AVX2, torch ...)': where a snapshot came from."""
+    return f"`{snap['profile']}` (commit {snap['commit'][:7]}, {snap['made']}, {snap['numerics']})"
+
+
+MOVES_HEADER = ["claim", "paper", "verdict at {other}", "verdict here", "effect at {other}", "effect here"]
+
+
+def moves(here: dict[str, dict], snap: dict | None) -> tuple[list[str], list[list[str]], dict[str, int]]:
+    """(header, rows, counts) comparing, claim by claim, this build's corrected records with the snapshot's (corrected
+    within the snapshot): every claim measured here at a profile other than the snapshot's. counts: 'compared',
+    'same' (the same verdict), 'moved'."""
+    if not snap:
+        return [], [], {"compared": 0, "same": 0, "moved": 0}
+    there = claims.corrected(snap["records"])
+    other = snap["profile"]
+    rows, same = [], 0
+    for k in claims.BY_ID:
+        if k not in here or k not in there or profile_of(here[k]["scale"]) in ("", other):
+            continue
+        a, b, c = there[k], here[k], claims.BY_ID[k]
+        same += a["verdict"] == b["verdict"]
+        mark = "" if a["verdict"] == b["verdict"] else " ⇐ moved"
+        flag = " {bdg-light}`exploratory`" if b.get("exploratory") else ""
+        rows.append([f"{c.text} ({{ref}}`{c.chapter} <{c.ref}>`)", c.source, claims.badge(a["verdict"]),
+                     claims.badge(b["verdict"]) + flag + mark, _effect(a), _effect(b)])
+    header = [h.format(other=other) for h in MOVES_HEADER]
+    return header, rows, {"compared": len(rows), "same": same, "moved": len(rows) - same}
+
+
+def _effect(record: dict) -> str:
+    """A comparison's effect with its interval; a theory check's evidence (e.g. '3,168 of 3,168 cases violate it')."""
+    return claims.effect_text(record["numbers"]) if "p" in record["numbers"] else record["evidence"]
+
+
+def moves_line(counts: dict[str, int], snap: dict | None, profile: str) -> str:
+    """The sentence above the comparison table."""
+    if not snap:
+        return "No snapshot of the book at another scale is committed, so nothing is compared"
+    if not counts["compared"]:
+        return (f"Every claim of this build was measured at {describe(snap)}'s profile or is missing from one of the "
+                f"two builds, so no verdict can have moved with scale")
+    return (f"Of the {counts['compared']} claims measured here at another profile than {describe(snap)}, "
+            f"{counts['same']} keep the verdict they had there and {counts['moved']} moved")
