@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bnopt.analysis.verdict import Comparison
+from bnopt.analysis.verdict import Comparison, TheoryCheck
 from bnopt.book import claims, scales
 from bnopt.runs.paths import repo_root
 
@@ -22,6 +22,10 @@ def test_a_snapshot_is_of_one_profile(tmp_path):
     stage = _stage(tmp_path, {ids[0]: "quick", ids[1]: "narrow"}, {ids[0]: [0.5, 0.6], ids[1]: [0.5, 0.6]})
     with pytest.raises(scales.SnapshotError, match=f"another profile than 'quick'.*{ids[1]}"):
         scales.snapshot(stage, "quick")
+    exact = _stage(tmp_path / "exact", {ids[0]: "quick"}, {ids[0]: [0.5, 0.6]})
+    claims.record("lemma45", TheoryCheck(None, 1, 1, "statement incorrect"), "m", "float64, exact",
+                  exact)
+    assert set(scales.snapshot(exact, "quick")["records"]) == {ids[0], "lemma45"}     # exact checks name no profile
     with pytest.raises(scales.SnapshotError, match="no claim records"):
         scales.snapshot(tmp_path / "empty", "quick")
 

@@ -4,18 +4,21 @@ glued value), which a build at another profile reads to say what moved with scal
     bnopt snapshot --stage _stage --out results/quick/book-snapshot.json   # after `make book PROFILE=quick`
 
 A snapshot is of one profile throughout: `write` refuses a staged build whose claims came from several profiles
-(a narrow build with chapters fallen back to quick, for example). The ledger compares, claim by claim, the verdicts
+(a narrow build with chapters fallen back to quick, for example). The theory checks, whose scale names no profile
+("float64, exact"), are exact statements and are not compared. The ledger compares, claim by claim, the verdicts
 of this build with the snapshot's where a claim was measured at a different profile here; a chapter can quote one of
 the snapshot's glued values (`glued_at`) beside its own.
 """
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 from bnopt.book import claims
 from bnopt.book.report import glued_values
+from bnopt.book.status import SCALE_FILE
 from bnopt.runs.cache import git_commit
 from bnopt.runs.numerics import numerics
 from bnopt.runs.paths import repo_root, write_text_atomic
@@ -42,13 +45,24 @@ def snapshot(stage: str | Path, profile: str) -> dict:
     records = claims.load(stage)
     if not records:
         raise SnapshotError(f"{stage} holds no claim records: build the book first (make book PROFILE={profile})")
-    other = sorted(k for k, r in records.items() if profile_of(r["scale"]) != profile)
+    other = sorted(k for k, r in records.items() if profile_of(r["scale"]) not in (profile, ""))   # "": exact
     if other:
         raise SnapshotError(f"a snapshot is of one profile: {len(other)} claims of {stage} were measured at another "
                             f"profile than {profile!r} ({', '.join(other[:5])}{', ...' if len(other) > 5 else ''}); "
                             f"build every chapter at {profile!r} (make book PROFILE={profile})")
-    return {"profile": profile, "commit": git_commit(), "numerics": numerics(),
-            "made": time.strftime("%Y-%m-%d"), "records": records, "glued": glued_values(stage)}
+    table = Path(stage) / SCALE_FILE
+    runs = table.read_text() if table.is_file() else ""
+    return {"profile": profile, "commit": git_commit(), "numerics": run_numerics(runs) or numerics(),
+            "made": time.strftime("%Y-%m-%d"), "runs": runs, "records": records, "glued": glued_values(stage)}
+
+
+def run_numerics(table: str) -> str:
+    """The CPU numerics the build's runs were trained with, from its front-page table (`status.scale_table`).
+
+    >>> run_numerics("| a | CPU (AuthenticAMD AVX2, torch 2.1) (4) |\\n| b | CPU (AuthenticAMD AVX2, torch 2.1) (2) |")
+    'AuthenticAMD AVX2, torch 2.1'
+    """
+    return "; ".join(sorted(set(re.findall(r"CPU \(([^()]*)\)", table))))
 
 
 def write(stage: str | Path, out: str | Path, profile: str) -> dict:
