@@ -46,7 +46,8 @@ def test_moves_compares_only_claims_measured_at_another_profile(tmp_path):
     assert header[2] == "verdict at quick" and len(rows) == 1 and rows[0][0].startswith(claims.BY_ID[ids[0]].text)
     assert "`reproduced`" in rows[0][2] and "`contradicted`" in rows[0][3] and rows[0][3].endswith("⇐ moved")
     assert scales.moves_line(counts, snap, "narrow").endswith("0 keep the verdict they had there and 1 moved")
-    assert scales.moves({}, None)[2]["compared"] == 0 and "nothing is compared" in scales.moves_line({}, None, "x")
+    assert scales.moves({}, None)[2]["compared"] == 0 and "nothing to compare" in scales.moves_line({}, None, "x")
+    assert "nothing to compare" in scales.moves_line({"compared": 0, "same": 0, "moved": 0}, snap, "narrow")
 
 
 def test_a_snapshot_carries_its_glued_values_and_provenance(tmp_path):
@@ -69,7 +70,7 @@ def test_the_committed_snapshots_are_of_known_claims_at_their_own_profile():
         snap = json.loads(path.read_text())
         assert snap["profile"] == path.parent.name
         assert set(snap["records"]) <= set(claims.BY_ID)
-        assert {scales.profile_of(r["scale"]) for r in snap["records"].values()} == {snap["profile"]}
+        assert {scales.profile_of(r["scale"]) for r in snap["records"].values()} == {snap["profile"], ""}   # "": exact
         for r in snap["records"].values():
             if "p" in r["numbers"]:
                 Comparison.from_dict(r["numbers"])          # readable by this version's verdict code

@@ -124,9 +124,10 @@ def _effect(record: dict) -> str:
 def moves_line(counts: dict[str, int], snap: dict | None, profile: str) -> str:
     """The sentence above the comparison table."""
     if not snap:
-        return "No snapshot of the book at another scale is committed, so nothing is compared"
+        return "no snapshot of the book at another scale is committed: nothing to compare"
     if not counts["compared"]:
-        return (f"Every claim of this build was measured at {describe(snap)}'s profile or is missing from one of the "
-                f"two builds, so no verdict can have moved with scale")
-    return (f"Of the {counts['compared']} claims measured here at another profile than {describe(snap)}, "
+        return (f"no experimental claim of this build was measured at another profile than the snapshot's, "
+                f"{describe(snap)} (or it is missing from one of the two builds), and the theory checks are exact: "
+                f"nothing to compare")
+    return (f"of the {counts['compared']} claims measured here at another profile than {describe(snap)}, "
             f"{counts['same']} keep the verdict they had there and {counts['moved']} moved")

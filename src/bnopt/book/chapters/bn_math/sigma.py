@@ -161,6 +161,7 @@ def gs_other_scale(snap: dict | None, profile: str) -> str:
     rho, word = glued_at(snap, "bn_math", "gs_rho"), glued_at(snap, "bn_math", "gs_verdict")
     if rho is None or word is None:
         return f"The committed snapshot ({describe(snap)}) has no γ/σ reading to compare with"
-    return (f"At {describe(snap)}, whose runs are the first steps of these ({{ref}}`sec-scale-moves`), the same rule "
+    return (f"At {describe(snap)}, whose runs are the first steps of these (the ledger's *What moved with scale*), "
+            f"the same rule "
             f"gave ρ = {rho}: the factor {word} β there. The two readings differ only in how much of training they "
-            f"cover")
+            f"cover and in how many seeds they rest on")
