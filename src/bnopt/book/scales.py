@@ -111,17 +111,13 @@ def moves(here: dict[str, dict], snap: dict | None) -> tuple[list[str], list[lis
         mark = "" if a["verdict"] == b["verdict"] else " ⇐ moved"
         flag = " {bdg-light}`exploratory`" if b.get("exploratory") else ""
         rows.append([f"{c.text} ({{ref}}`{c.chapter} <{c.ref}>`)", c.source, claims.badge(a["verdict"]),
-                     claims.badge(b["verdict"]) + flag + mark, _effect(a), _effect(b)])
+                     claims.badge(b["verdict"]) + flag + mark, claims.effect_text(a["numbers"]),
+                     claims.effect_text(b["numbers"])])
     header = [h.format(other=other) for h in MOVES_HEADER]
     return header, rows, {"compared": len(rows), "same": same, "moved": len(rows) - same}
 
 
-def _effect(record: dict) -> str:
-    """A comparison's effect with its interval; a theory check's evidence (e.g. '3,168 of 3,168 cases violate it')."""
-    return claims.effect_text(record["numbers"]) if "p" in record["numbers"] else record["evidence"]
-
-
-def moves_line(counts: dict[str, int], snap: dict | None, profile: str) -> str:
+def moves_line(counts: dict[str, int], snap: dict | None) -> str:
     """The sentence above the comparison table."""
     if not snap:
         return "no snapshot of the book at another scale is committed: nothing to compare"
