@@ -262,3 +262,62 @@ def test_runs_trained_on_other_pixels_are_named_not_silently_dropped(home, monke
     assert why["ics"] == ("at `paper`, 1 of its 2 runs are not in the run cache and 1 of them are there for other "
                           "CIFAR-10 pixels (f00dfeedf00d: the committed runs were trained on the JPEG copy; DATA= "
                           "pointing at that copy builds from them)")
+
+
+def test_a_warm_build_reuses_the_chapters_whose_inputs_are_unchanged(monkeypatch, tmp_path):
+    """The second build of the same stage executes only the chapters that run alone; a changed parameter, a deleted
+    claim record or --rerun executes a chapter again."""
+    from bnopt.book import claims, reuse
+
+    log = _fake_chapters(monkeypatch, tmp_path)
+    monkeypatch.setenv("BNOPT_CHAPTER_JOBS", "1")
+    stage = tmp_path / "stage"
+    B.stage_book(ROOT, stage, "tiny")
+    stems = [nb.stem for nb in CHAPTERS]
+    started = lambda: [s for kind, s, _, _ in log if kind == "start"]
+    assert sorted(started()) == sorted(stems)
+    log.clear()
+    timings = B.stage_book(ROOT, stage, "tiny")
+    assert sorted(started()) == sorted(B.ALONE) and all(timings[s] == 0.0 for s in stems if s not in B.ALONE)
+    assert json.loads((stage / ".build-times.json").read_text())["reused"] == sorted(set(stems) - set(B.ALONE))
+    log.clear()
+    B.stage_book(ROOT, stage, "tiny", rerun=True)
+    assert sorted(started()) == sorted(stems)
+    # a chapter's claim record gone or edited: that chapter executes again, the others are reused
+    target = next(s for s in stems if s not in B.ALONE and any(c.chapter == s for c in claims.CLAIMS if c.id in claims.TESTS))
+    cid = next(c.id for c in claims.CLAIMS if c.chapter == target and c.id in claims.TESTS)
+    rec = claims.record(cid, claims.compare(cid, [1.0, 2.0], [1.5, 2.5]), "m", "tiny: x", stage)
+    reuse.remember(stage, target, json.loads((stage / reuse.MARKS / f"{target}.json").read_text())["inputs"])
+    log.clear()
+    B.stage_book(ROOT, stage, "tiny")
+    assert sorted(started()) == sorted(B.ALONE)                        # the record is the one it remembered
+    (stage / claims.CLAIMS_DIR / f"{rec['id']}.json").unlink()
+    log.clear()
+    B.stage_book(ROOT, stage, "tiny")
+    assert sorted(started()) == sorted([target, *B.ALONE])
+    # a parameter of one chapter changed: only that one
+    real = B.profile_parameters
+    monkeypatch.setattr(B, "profile_parameters",
+                        lambda root, prof: {**real(root, prof), target: {**real(root, prof)[target], "seeds": [7]}})
+    log.clear()
+    B.stage_book(ROOT, stage, "tiny")
+    assert sorted(started()) == sorted([target, *B.ALONE])
+
+
+def test_the_stage_mirrors_no_output_a_chapter_left_inside_book(monkeypatch, tmp_path):
+    """A chapter executed by hand inside book/ leaves claim records and figures there; the build must not copy them
+    over the stage's (a reused chapter's would be replaced by stale ones)."""
+    import shutil
+
+    _fake_chapters(monkeypatch, tmp_path)
+    book = tmp_path / "book"
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("*.ipynb"))
+    for rel in (".claims/fig1_speed.json", ".robust/a=1/.claims/fig1_speed.json", "_figures/fig.png"):
+        (book / rel).parent.mkdir(parents=True, exist_ok=True)
+        (book / rel).write_text("stale")
+    monkeypatch.setattr(B, "book_dir", lambda root: book)
+    B.stage_book(ROOT, tmp_path / "stage", "tiny")
+    stage = tmp_path / "stage"
+    assert (stage / "intro.md").is_file() and (stage / "references.bib").is_file()
+    assert not (stage / ".claims" / "fig1_speed.json").exists() and not (stage / "_figures" / "fig.png").exists()
+    assert not (stage / ".robust").exists()

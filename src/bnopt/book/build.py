@@ -23,9 +23,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from unittest import mock
 
-from bnopt.book import claims
+from bnopt.book import claims, reuse
 from bnopt.book.params import (BuildError, book_dir, chapters, check_parameters, notebook_parameters,
                                profile_parameters, profiles)
+from bnopt.book.report import FIGURES_DIR
 from bnopt.book.status import (ALONE, DEFAULT_PROFILE, FALLBACK, NO_TRAIN_BY_DEFAULT, SCALE_FILE, chapter_configs,
                                describe_runs, import_results, plan_profiles, run_status, scale_table, train_all)
 from bnopt.runs.numerics import numerics
@@ -65,13 +66,14 @@ def executing_dir(stage: Path) -> Path:
 
 
 def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = None, train: bool = True,
-               fallback: str | None = None, fallback_train: bool = True) -> dict:
+               fallback: str | None = None, fallback_train: bool = True, rerun: bool = False) -> dict:
     """Mirror book/ into the staging tree, executing the chapters. Returns {chapter: seconds}.
 
     The results bundles under results/<profile>/ are imported first. With train=False and a `fallback`
     profile, a chapter whose runs are not all in the run cache executes at `fallback` (its runs trained
     there when `fallback_train`); the stage's SCALE_FILE, on the front page, says which chapter is at which
-    profile."""
+    profile. A chapter whose inputs are unchanged since it last executed into this stage is reused, unless `rerun`
+    (`bnopt.book.reuse`)."""
     stage = Path(stage).resolve()
     params = {profile: profile_parameters(root, profile)}
     if fallback and fallback != profile:
@@ -85,10 +87,12 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     shutil.rmtree(executing_dir(stage), ignore_errors=True)
     src = book_dir(root)
     stage.mkdir(parents=True, exist_ok=True)
-    for f in src.rglob("*"):   # static pages, bibliography, images
+    # static pages, bibliography, images; not what a chapter executed inside book/ leaves behind (its claim records
+    # and figures), which would overwrite a reused chapter's
+    outputs = {"params", ".ipynb_checkpoints", claims.CLAIMS_DIR, claims.ROBUST_DIR, FIGURES_DIR}
+    for f in src.rglob("*"):
         rel = f.relative_to(src)
-        if f.is_file() and f.suffix != ".ipynb" and "params" not in rel.parts \
-                and ".ipynb_checkpoints" not in rel.parts:
+        if f.is_file() and f.suffix != ".ipynb" and not outputs & set(rel.parts):
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, stage / rel)
     selected = [nb for nb in chapters(root) if not only or nb.stem in only]
@@ -122,25 +126,41 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     if why:
         message(f"chapters at profile {fallback!r} instead of {profile!r}: "
                 + "; ".join(f"{s} ({w})" for s, w in why.items()))
-    for nb in selected:
-        claims.clear(stage, nb.stem)               # its ledger rows are written anew as it executes
-    lock, failed = threading.Lock(), threading.Event()
-
     whole = profile if not why else f"{profile} ({', '.join(why)} at {fallback})"   # cost and ledger: the whole build
+    # a chapter that declares `profile` is told the profile it executes at (the build as a whole for ALONE)
+    given = {nb.stem: {**({"profile": whole if nb.stem in ALONE else at[nb.stem]}
+                          if "profile" in notebook_parameters(nb) else {}), **params[at[nb.stem]][nb.stem]}
+             for nb in selected}
+    data = os.environ.get("BNOPT_DATA", "").strip()
+    data = str(Path(data).expanduser().resolve()) if data else ""
+    common = reuse.common_digest(root, data)
+    run_keys = {s: k for x in summaries for s, k in x.get("keys", {}).items()}
+    digests = {nb.stem: reuse.chapter_digest(common, nb, given[nb.stem], run_keys.get(nb.stem, []))
+               for nb in selected if nb.stem not in ALONE}
+    reused = {s for s, d in digests.items() if not rerun and reuse.reusable(stage, s, d)}
+    for nb in selected:
+        if nb.stem not in reused:
+            claims.clear(stage, nb.stem)           # its ledger rows are written anew as it executes
+    record.update(reused=sorted(reused))
+    lock, failed = threading.Lock(), threading.Event()
 
     def execute(nb: Path) -> None:
         if failed.is_set():                        # a chapter failed: start no other
             return
-        prof = at[nb.stem]
-        given = params[prof][nb.stem]
-        # a chapter that declares `profile` is told the profile it executes at (the build as a whole for ALONE)
-        label = {"profile": whole if nb.stem in ALONE else prof} if "profile" in notebook_parameters(nb) else {}
-        message(f"executing chapter {nb.stem} (profile {prof}, parameters {given})")
+        if nb.stem in reused:
+            message(f"chapter {nb.stem}: its inputs are unchanged, the executed copy is reused (--rerun executes it)")
+            with lock:
+                timings[nb.stem] = 0.0
+            return
+        reuse.forget(stage, nb.stem)
+        message(f"executing chapter {nb.stem} (profile {at[nb.stem]}, parameters {params[at[nb.stem]][nb.stem]})")
         try:
-            seconds = execute_chapter(nb, stage / nb.name, {**label, **given}, cwd=stage)
+            seconds = execute_chapter(nb, stage / nb.name, given[nb.stem], cwd=stage)
         except BaseException:
             failed.set()
             raise
+        if nb.stem in digests:
+            reuse.remember(stage, nb.stem, digests[nb.stem])
         with lock:
             timings[nb.stem] = seconds
             record.update(chapters={**record.data.get("chapters", {}), nb.stem: seconds})
@@ -151,8 +171,7 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
     # restores it on exit: with chapters side by side, one chapter's restore would move the next kernel
     # out of the stage. In the stage already, every chdir and every restore names the same folder.
     # Kernels start in the stage: a relative data path is made absolute for them (restored after the build).
-    data = os.environ.get("BNOPT_DATA", "").strip()
-    kernel_env = {"BNOPT_DATA": str(Path(data).expanduser().resolve())} if data else {}
+    kernel_env = {"BNOPT_DATA": data} if data else {}
     with _progress_relay(stage / ".progress.log"), contextlib.chdir(stage), mock.patch.dict(os.environ, kernel_env):
         jobs = chapter_jobs()
         # one OpenMP/MKL thread per kernel side by side, so that they do not oversubscribe the cores
@@ -282,6 +301,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", default=str(root / "_stage"), help="folder for executed notebooks")
     ap.add_argument("--only", nargs="+", help="execute only these chapters (others must be staged)")
     ap.add_argument("--no-html", action="store_true", help="execute chapters, skip jupyter-book")
+    ap.add_argument("--rerun", action="store_true",
+                    help="execute every chapter, also those whose inputs are unchanged since they last executed")
     ap.add_argument("--train", choices=("auto", "yes", "no"), default="auto",
                     help=f"train runs the cache lacks (auto: yes, except for {', '.join(NO_TRAIN_BY_DEFAULT)}, "
                          f"whose chapters with runs missing execute at the --fallback profile)")
@@ -298,7 +319,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         print(f"[build] numerics in force (what sets the CPU's rounding, bnopt.runs.numerics): {numerics()}", flush=True)
         timings = stage_book(root, Path(a.stage).resolve(), a.profile, a.only, train, fallback,
-                             fallback_train=a.train != "no")
+                             fallback_train=a.train != "no", rerun=a.rerun)
         t1 = time.perf_counter()
         if not a.no_html:
             build_html(root, Path(a.stage).resolve())

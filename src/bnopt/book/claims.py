@@ -208,19 +208,27 @@ def record(claim_id: str, result: Comparison | TheoryCheck, measurement: str, sc
     return rec
 
 
-def clear(folder: str | Path, chapter: str) -> int:
-    """Delete the records a chapter wrote, its varied-choice records too (before it executes again, so none of them
-    goes stale)."""
-    n = 0
+def chapter_files(folder: str | Path, chapter: str, unreadable: bool = False) -> list[Path]:
+    """The record files a chapter wrote under `folder`, its varied-choice records too, sorted (`unreadable`: with
+    every file that cannot be read as a record)."""
+    out = []
     for p in [*(Path(folder) / CLAIMS_DIR).glob("*.json"), *(Path(folder) / ROBUST_DIR).glob(f"*/{CLAIMS_DIR}/*.json")]:
         try:
-            stale = json.loads(p.read_text()).get("chapter") == chapter
+            mine = json.loads(p.read_text()).get("chapter") == chapter
         except (OSError, ValueError):
-            stale = True
-        if stale:
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
+            mine = unreadable
+        if mine:
+            out.append(p)
+    return sorted(out)
+
+
+def clear(folder: str | Path, chapter: str) -> int:
+    """Delete the records a chapter wrote, its varied-choice records too, and every unreadable record (before it
+    executes again, so none of them goes stale)."""
+    files = chapter_files(folder, chapter, unreadable=True)
+    for p in files:
+        p.unlink(missing_ok=True)
+    return len(files)
 
 
 def variant_folder(folder: str | Path, choice: str, value) -> Path:

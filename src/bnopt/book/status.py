@@ -123,7 +123,7 @@ def train_all(root: Path, profile: str, stems: list[str], train: bool = True, si
     """Train every run that the given chapters declare, before any notebook executes, in the
     parallel workers of `bnopt.runs.executor` (notebooks then only read the cache). With train=False, a
     missing run stops the build before anything trains, listing the missing runs. The summary's
-    'chapters' holds each chapter's `run_status` after training."""
+    'chapters' holds each chapter's `run_status` after training, 'keys' each chapter's run keys."""
 
     per_chapter = {stem: cs for stem in stems if (cs := chapter_configs(stem, profile))}   # all checked first
     flat = [c for cs in per_chapter.values() for c in cs]
@@ -134,7 +134,10 @@ def train_all(root: Path, profile: str, stems: list[str], train: bool = True, si
         raise BuildError(missing_runs_text(e.configs, profile)) from None
     except RunFailed as e:
         raise BuildError(str(e)) from None
-    return {**summary, "chapters": run_status(per_chapter, keys, since, imported)}
+    at, per_keys = 0, {}
+    for stem, cs in per_chapter.items():
+        per_keys[stem], at = keys[at:at + len(cs)], at + len(cs)
+    return {**summary, "chapters": run_status(per_chapter, keys, since, imported), "keys": per_keys}
 
 
 def describe_runs(configs: list) -> list[str]:

@@ -141,6 +141,8 @@ def report_tables(b: dict, current_build: dict | None = None) -> dict[str, str]:
         stages += [k for k in ["runs", *r.get("chapters", {}), "html", "total"] if k not in stages]
 
     def cell(r, k):
+        if k in r.get("reused", []):
+            return "reused"                        # inputs unchanged: the executed copy of an earlier build
         v = r.get("chapters", {}).get(k, r.get(k))
         return f"{v:.0f}" if isinstance(v, (int, float)) else "–"
     t["build"] = md_table(["stage", *[name for name, _ in builds]],          # one column per build: it fits the page

@@ -1,0 +1,81 @@
+"""A warm build reuses a chapter's executed copy when nothing the chapter reads has changed.
+
+A chapter's inputs are its notebook, the parameters it executes with, the package's source (every .py file of
+the `bnopt` that runs it), the committed book snapshots (`bnopt.book.scales`), the runs it reads (their cache keys
+and their entries' files), the CPU numerics and library versions, and the data folder. When a chapter succeeds, the
+build stores their digest and the digests of the claim records the chapter wrote (<stage>/.executed/<chapter>.json).
+A later build skips the chapter when the digest is the same and the executed copy and those records are still
+there, unchanged. The chapters that execute alone always execute: `cost` measures the machine, the ledger reads
+every other chapter. `bnopt book --rerun` executes every chapter.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from bnopt.book import claims
+from bnopt.book.scales import SNAPSHOT_NAME
+from bnopt.runs.cache import RunCache, library_versions
+from bnopt.runs.numerics import numerics
+from bnopt.runs.paths import write_text_atomic
+
+MARKS = ".executed"
+PACKAGE = Path(__file__).resolve().parents[1]        # the bnopt package that executes the chapters
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def common_digest(root: Path, data: str, package: Path = PACKAGE) -> str:
+    """The inputs every chapter shares: the package's source, the committed snapshots, the numerics and library
+    versions, and the data folder (`data`: as the build resolved it, '' for the default)."""
+    h = hashlib.sha256()
+    for f in sorted(package.rglob("*.py")):
+        h.update(f"{f.relative_to(package)}\0{_sha(f.read_bytes())}\0".encode())
+    for f in sorted(Path(root).glob(f"results/*/{SNAPSHOT_NAME}")):
+        h.update(f"{f.relative_to(root)}\0{_sha(f.read_bytes())}\0".encode())
+    h.update(json.dumps([numerics(), library_versions(), data], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def chapter_digest(common: str, nb: Path, parameters: dict, keys: list[str], cache: RunCache | None = None) -> str:
+    """One chapter's inputs: the shared ones, its notebook, its parameters and its runs (`keys`, the cache keys of its
+    runs; each entry's files by name, size and modification time: a run trained or imported again is a new input)."""
+    cache = cache or RunCache()
+    h = hashlib.sha256(f"{common}\0{_sha(Path(nb).read_bytes())}\0".encode())
+    h.update(json.dumps(parameters, sort_keys=True, default=repr).encode())
+    for key in sorted(set(keys)):
+        d = cache.path(key)
+        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in d.iterdir()) if d.is_dir() else []
+        h.update(json.dumps([key, files]).encode())
+    return h.hexdigest()
+
+
+def _records(stage: Path, chapter: str) -> dict[str, str]:
+    return {str(p.relative_to(stage)): _sha(p.read_bytes()) for p in claims.chapter_files(stage, chapter)}
+
+
+def remember(stage: Path, chapter: str, digest: str) -> None:
+    """After a chapter succeeded: its inputs' digest and its claim records."""
+    write_text_atomic(Path(stage) / MARKS / f"{chapter}.json",
+                      json.dumps({"inputs": digest, "records": _records(Path(stage), chapter)}, indent=1))
+
+
+def forget(stage: Path, chapter: str) -> None:
+    """Before a chapter executes: a failure must not leave a mark that a later build would trust."""
+    (Path(stage) / MARKS / f"{chapter}.json").unlink(missing_ok=True)
+
+
+def reusable(stage: Path, chapter: str, digest: str) -> bool:
+    """Whether the stage holds this chapter executed from the same inputs, with its claim records as it wrote them."""
+    stage = Path(stage)
+    mark = stage / MARKS / f"{chapter}.json"
+    if not mark.is_file() or not (stage / f"{chapter}.ipynb").is_file():
+        return False
+    try:
+        seen = json.loads(mark.read_text())
+    except ValueError:
+        return False
+    return seen.get("inputs") == digest and seen.get("records") == _records(stage, chapter)
