@@ -2,8 +2,9 @@
 
 A chapter's inputs are its notebook, the parameters it executes with, the package's source (every .py file of
 the `bnopt` that runs it), the committed book snapshots (`bnopt.book.scales`), the runs it reads (their cache keys
-and their entries' files), the CPU numerics and library versions, and the data folder. When a chapter succeeds, the
-build stores their digest and the digests of the claim records the chapter wrote (<stage>/.executed/<chapter>.json).
+and their entries' files), the CPU numerics, the versions of the libraries that train and analyse
+(`CHAPTER_LIBRARIES`), and the data folder. When a chapter succeeds, the build stores their digest and the digests
+of the claim records the chapter wrote (<stage>/.executed/<chapter>.json).
 A later build skips the chapter when the digest is the same and the executed copy and those records are still
 there, unchanged. The chapters that execute alone always execute: `cost` measures the machine, the ledger reads
 every other chapter. `bnopt book --rerun` executes every chapter.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import metadata
 from pathlib import Path
 
 from bnopt.book import claims
@@ -22,6 +24,17 @@ from bnopt.runs.paths import write_text_atomic
 
 MARKS = ".executed"
 PACKAGE = Path(__file__).resolve().parents[1]        # the bnopt package that executes the chapters
+
+
+# what the chapters compute and draw with, beyond the run store's own libraries (`library_versions`)
+CHAPTER_LIBRARIES = ("scipy", "pandas", "matplotlib", "seaborn", "papermill", "nbformat", "ipykernel")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "absent"
 
 
 def _sha(data: bytes) -> str:
@@ -36,7 +49,8 @@ def common_digest(root: Path, data: str, package: Path = PACKAGE) -> str:
         h.update(f"{f.relative_to(package)}\0{_sha(f.read_bytes())}\0".encode())
     for f in sorted(Path(root).glob(f"results/*/{SNAPSHOT_NAME}")):
         h.update(f"{f.relative_to(root)}\0{_sha(f.read_bytes())}\0".encode())
-    h.update(json.dumps([numerics(), library_versions(), data], sort_keys=True, default=str).encode())
+    h.update(json.dumps([numerics(), library_versions(), {d: _version(d) for d in CHAPTER_LIBRARIES}, data],
+                        sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
