@@ -156,7 +156,7 @@ def gs_other_scale(snap: dict | None, profile: str) -> str:
     beside this build's: what the same rule said on runs whose first steps these runs share."""
     if not snap:
         return "No snapshot of the book at another profile is committed, so this reading has nothing to compare with"
-    if snap["profile"] == profile.split(" ")[0]:
+    if snap["profile"] == profile:                  # BN math is told the plain profile it executes at
         return f"This build is at the profile of the committed snapshot ({describe(snap)}): nothing to compare"
     rho, word = glued_at(snap, "bn_math", "gs_rho"), glued_at(snap, "bn_math", "gs_verdict")
     if rho is None or word is None:
