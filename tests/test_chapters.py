@@ -232,13 +232,14 @@ def test_training_claims_recorded_with_computed_verdicts(tmp_path, monkeypatch):
            ("none", 0.5): [dict(train_run(slow, [2, 9, 9, 9], float("nan"), diverged=True), std=True) for _ in range(3)]}
     stats = T.all_stats(res, smooth_window=1, acc_threshold=0.5)
     out = T.measure_claims(res, stats, [0.1, 0.5], steps=4, acc_threshold=0.5, ridge_layers=[3, 11],
-                           scale="test", folder=tmp_path)
+                           scales={"ref": "test: 3 seeds", "other": "test: 2 seeds"}, folder=tmp_path)
     recs = claims.load(tmp_path)
     # three identical seeds agree in every pair, but without spread the exact sign test (p = 0.25) decides
     assert recs["fig1_speed"]["verdict"] == "consistent but underpowered"    # BN reached 50 % at step 2, standard never
     assert recs["fig1_final_train"]["verdict"] == "consistent but underpowered"
     assert recs["fig1_high_lr"]["verdict"] == "consistent but underpowered"  # diverged standard runs count at chance
     assert recs["fig1_high_lr"]["numbers"]["effect"] == pytest.approx(0.7 - T.CHANCE)
+    assert recs["fig1_high_lr"]["scale"] == "test: 2 seeds" and recs["fig1_speed"]["scale"] == "test: 3 seeds"
     # BN's std changed by half the standard's in every seed, with spread: the t-test decides (p = 0, no variance of
     # the log ratio log 1/2 ... identical ratios), so the sign test again
     assert recs["fig1_same_drift"]["verdict"] == "consistent but underpowered"
@@ -286,12 +287,14 @@ def test_largest_usable_and_sweep_claim(tmp_path):
 def test_ics_claims_use_cosine_differences(tmp_path):
     dist = {(k, n): {"cos": np.array([[1.0, 1.0], [c, c + 0.1]]), "shift": np.array([[0.0, 0.0], [s, s]])}
             for k in ("vgg", "dln") for n, c, s in (("batch", 0.2, 0.1), ("none", 0.6, 0.5))}
-    out = I.measure_claims({}, {}, dist, deep_layer=13, scale_vgg="v", scale_dln="d", folder=tmp_path)
+    out = I.measure_claims({}, {}, dist, deep_layer=13, scales={"vgg": "v", "noisy": "n", "dln": "d"},
+                          folder=tmp_path)
     recs = claims.load(tmp_path)
     # BN's cosine lower by exactly 0.4 in both seeds: no spread, the sign test on 2 pairs
     assert recs["fig3_vgg_ics"]["verdict"] == "consistent but underpowered"
     assert recs["fig3_vgg_ics"]["numbers"]["effect"] == pytest.approx(-0.4)
     assert recs["folk_shift"]["verdict"] == "consistent but underpowered"
+    assert (recs["fig3_vgg_ics"]["scale"], recs["fig3_dln_ics"]["scale"]) == ("v", "d")
     assert "mean over layers 2 and up" in out["verdict_overall"]               # the declared aggregation, named
     assert out["verdict_noisy"].startswith("n/a")
 

@@ -279,9 +279,9 @@ def dist_glue(dist: dict, norms: list) -> dict:
             for kind in ("vgg", "dln") for n in norms for f in ("shift", "drift", "cos")}
 
 
-def measure_claims(noisy: dict, jumps: dict, dist: dict, deep_layer: int, scale_vgg: str, scale_dln: str,
-                   folder=".") -> dict:
-    """Apply the verdict rule to the chapter's claims; record them; return {glue name: sentence}."""
+def measure_claims(noisy: dict, jumps: dict, dist: dict, deep_layer: int, scales: dict, folder=".") -> dict:
+    """Apply the verdict rule to the chapter's claims; record them; return {glue name: sentence}. `scales`
+    (`claim_scales`): "vgg", "noisy" (the noisy norms' seeds, which may be fewer) and "dln"."""
     out = {}
     if all(n in noisy for n in ("none", "batch", "noisy_batch")):
         a, b, s = (np.asarray(noisy[n]["acc"]) for n in ("noisy_batch", "batch", "none"))
@@ -291,16 +291,16 @@ def measure_claims(noisy: dict, jumps: dict, dist: dict, deep_layer: int, scale_
         if "noise_only" in noisy:
             st = noisy["noise_only"]
             m += f"; the same noise without BN {pm_g(100 * np.asarray(st['acc']), 3)} % ({st['diverged']}/{st['n']} diverged)"
-        claims.record("fig2_noisy_trains", c, m, scale_vgg, folder)
+        claims.record("fig2_noisy_trains", c, m, scales["noisy"], folder)
         out["verdict_noisy"] = f"{m}; noisy BN − standard {c.text()}: {c.word()}"
     if ("noisy_batch", deep_layer) in jumps and ("batch", deep_layer) in jumps:
         a, b = jumps[("noisy_batch", deep_layer)]["dmu"], jumps[("batch", deep_layer)]["dmu"]
         c = claims.compare("fig2_noisy_shift", *seed_pairs(a, b))
         m = f"mean |Δμ| between measurements at layer #{deep_layer}: noisy BN {pm_g(a)}, BN {pm_g(b)}"
-        claims.record("fig2_noisy_shift", c, m, scale_vgg, folder)
+        claims.record("fig2_noisy_shift", c, m, scales["noisy"], folder)
         out["verdict_noisy_shift"] = f"{m}; noisy BN / BN {c.text()}: {c.word()}"
     parts = []
-    for kind, scale in (("vgg", scale_vgg), ("dln", scale_dln)):
+    for kind, scale in (("vgg", scales["vgg"]), ("dln", scales["dln"])):
         if (kind, "batch") not in dist or (kind, "none") not in dist:
             continue
         cid = f"fig3_{kind}_ics"
@@ -325,6 +325,10 @@ def measure_claims(noisy: dict, jumps: dict, dist: dict, deep_layer: int, scale_
     return out
 
 
-def claim_scales(profile, arch, width, steps, seeds, dln_steps, dln_seeds) -> tuple[str, str]:
-    return (scale_tag(profile, f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(seeds)} seeds"),
-            scale_tag(profile, "DLN 25 layers", f"{dln_steps:,} steps", f"{len(dln_seeds)} initialisations"))
+def claim_scales(profile, arch, width, steps, seeds, other_seeds, dln_steps, dln_seeds) -> dict[str, str]:
+    """The scale of the chapter's claims, each naming the seeds its comparison pairs: "vgg" (the reference pair,
+    `seeds`), "noisy" (the noisy norms, `other_seeds`) and "dln"."""
+    def vgg(s):
+        return scale_tag(profile, f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(s)} seeds")
+    return {"vgg": vgg(seeds), "noisy": vgg(other_seeds),
+            "dln": scale_tag(profile, "DLN 25 layers", f"{dln_steps:,} steps", f"{len(dln_seeds)} initialisations")}

@@ -181,9 +181,10 @@ def test_or_chance(st: dict) -> list[float]:
 
 
 def measure_claims(results: dict, stats: dict, lrs: list, steps: int, acc_threshold: float,
-                   ridge_layers: list, scale: str, folder=".") -> dict:
+                   ridge_layers: list, scales: dict, folder=".") -> dict:
     """Apply the verdict rule to the chapter's claims, record them for the ledger, and return
-    {glue name: sentence} for the prose."""
+    {glue name: sentence} for the prose. `scales` (`claim_scales`): the scale of the claims at the reference learning
+    rate ("ref") and at the other one ("other"), whose seeds may be fewer."""
     lo, hi = lrs[0], lrs[-1]
     out = {}
     bn, std = stats.get(("batch", lo)), stats.get(("none", lo))
@@ -191,12 +192,12 @@ def measure_claims(results: dict, stats: dict, lrs: list, steps: int, acc_thresh
         c = claims.compare("fig1_speed", bn["reach_seeds"], std["reach_seeds"], cap=float(steps))
         m = (f"steps to {100 * acc_threshold:g} % training accuracy: BN {steps_text(bn, steps)}, standard "
              f"{steps_text(std, steps)} (not reached: counted at the budget, {steps:,})")
-        claims.record("fig1_speed", c, m, scale, folder)
+        claims.record("fig1_speed", c, m, scales["ref"], folder)
         out["verdict_speed"] = f"{m}; BN/standard {c.text()}: {c.word()}"
         c = claims.compare("fig1_final_train", bn["loss_end"], std["loss_end"])
         m = (f"training loss at the end, BN {S.pm(*S.mean_std(bn['loss_end'])[:2], 3)} vs standard "
              f"{S.pm(*S.mean_std(std['loss_end'])[:2], 3)}")
-        claims.record("fig1_final_train", c, m, scale, folder)
+        claims.record("fig1_final_train", c, m, scales["ref"], folder)
         out["verdict_final_loss"] = f"{m}; BN/standard {c.text()}: {c.word()}"
         deep = max(ridge_layers)
         f_bn, f_std = std_change(results[("batch", lo)], deep), std_change(results[("none", lo)], deep)
@@ -204,7 +205,7 @@ def measure_claims(results: dict, stats: dict, lrs: list, steps: int, acc_thresh
         m = (f"at layer #{deep}, the sampled unit's std changed over training by a factor of "
              f"{S.pm(*S.mean_std(f_std)[:2], 3)} without BN and {S.pm(*S.mean_std(f_bn)[:2], 3)} with it "
              f"(mean ± std over {len(f_bn)} seeds; 1 is no change)")
-        claims.record("fig1_same_drift", c, m, scale, folder)
+        claims.record("fig1_same_drift", c, m, scales["ref"], folder)
         out["drift_sentence"] = f"{m}; BN/standard {c.text()}: the folk-ICS claim that BN keeps it more stable is {c.word()}"
     bn, std = stats.get(("batch", hi)), stats.get(("none", hi))
     if bn and std and hi != lo:
@@ -212,23 +213,27 @@ def measure_claims(results: dict, stats: dict, lrs: list, steps: int, acc_thresh
         m = (f"test accuracy at LR {hi:g}: BN {pct(bn['test'])} ({bn['diverged']}/{bn['n']} diverged), standard "
              f"{pct(std['test'])} ({std['diverged']}/{std['n']} diverged; a diverged run counts at chance, "
              f"{100 * CHANCE:g} %)")
-        claims.record("fig1_high_lr", c, m, scale, folder)
+        claims.record("fig1_high_lr", c, m, scales["other"], folder)
         out["verdict_high_lr"] = f"{m}; BN − standard {c.text()}: {c.word()}"
     for k in ("verdict_speed", "verdict_final_loss", "drift_sentence", "verdict_high_lr"):
         out.setdefault(k, "n/a (both networks are needed for this comparison)")
     return out
 
 
-def claim_scale(profile, arch, width, steps, seeds) -> str:
-    return scale_tag(profile, f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(seeds)} seeds")
+def claim_scales(profile, arch, width, steps, seeds, other_seeds) -> dict[str, str]:
+    """The scale of the claims at the reference learning rate ("ref", `seeds`) and at the other one ("other",
+    `other_seeds`): each names the seeds its comparison pairs."""
+    def tag(s):
+        return scale_tag(profile, f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(s)} seeds")
+    return {"ref": tag(seeds), "other": tag(other_seeds)}
 
 
-def vary_choices(results: dict, lrs: list, steps: int, ridge_layers: list, scale: str, acc_threshold: float,
+def vary_choices(results: dict, lrs: list, steps: int, ridge_layers: list, scales: dict, acc_threshold: float,
                  smooth_window: int, folder=".") -> list[str]:
     """The chapter's claims re-derived with its threshold and its averaging window varied alone over their stated
     ranges (the ledger's robustness column). Returns the variations done."""
     def derive(folder, acc_threshold, smooth_window):
         measure_claims(results, all_stats(results, smooth_window, acc_threshold), lrs, steps, acc_threshold,
-                       ridge_layers, scale, folder)
+                       ridge_layers, scales, folder)
 
     return vary({"acc_threshold": acc_threshold, "smooth_window": smooth_window}, derive, folder)
