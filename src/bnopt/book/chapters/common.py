@@ -17,6 +17,15 @@ def scale_tag(profile: str, *parts: str) -> str:
     return f"{profile}: " + ", ".join(p for p in parts if p)
 
 
+def net_label(arch: str, width: float) -> str:
+    """The VGG's name in a claim's scale.
+
+    >>> net_label("vgg16", 0.125)
+    'VGG16 width 0.125'
+    """
+    return f"{arch.upper()} width {width:g}"
+
+
 PAPER_STEPS = 15000       # the paper's VGG budget, at batch 128 (Appendix A.1)
 PAPER_DLN_STEPS = 10000   # the paper's deep linear network budget, full-batch
 

@@ -11,7 +11,7 @@ import numpy as np
 from bnopt.analysis import summary as S
 from bnopt.book import claims
 from bnopt.book import plotting as P
-from bnopt.book.chapters.common import scale_tag, seed_pairs
+from bnopt.book.chapters.common import net_label, scale_tag, seed_pairs
 from bnopt.book.report import pm_g
 from bnopt.measure.ics import unit_w2
 
@@ -329,6 +329,6 @@ def claim_scales(profile, arch, width, steps, seeds, other_seeds, dln_steps, dln
     """The scale of the chapter's claims, each naming the seeds its comparison pairs: "vgg" (the reference pair,
     `seeds`), "noisy" (the noisy norms, `other_seeds`) and "dln"."""
     def vgg(s):
-        return scale_tag(profile, f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(s)} seeds")
+        return scale_tag(profile, net_label(arch, width), f"{steps:,} steps", f"{len(s)} seeds")
     return {"vgg": vgg(seeds), "noisy": vgg(other_seeds),
             "dln": scale_tag(profile, "DLN 25 layers", f"{dln_steps:,} steps", f"{len(dln_seeds)} initialisations")}

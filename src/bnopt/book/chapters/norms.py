@@ -17,7 +17,7 @@ from bnopt.book import claims
 from bnopt.book import plotting as P
 from bnopt.book.chapters import ics as I
 from bnopt.book.chapters import smoothness as M
-from bnopt.book.chapters.common import last_fraction_mean, scale_tag, vary
+from bnopt.book.chapters.common import last_fraction_mean, net_label, scale_tag, vary
 from bnopt.book.report import pm_g
 
 LP = ("l1", "l2", "linf")          # the paper's three normalizations (Sec. 3.3)
@@ -288,7 +288,7 @@ def measure_claims(meas: dict, windows: dict, scales: dict, folder=".") -> dict:
 
 
 def claim_scales(profile, arch, width, steps, seeds, dln_steps, dln_seeds, norm_steps, norm_dln_steps) -> dict:
-    net = f"{arch.upper()} width {width:g}"
+    net = net_label(arch, width)
     return {"vgg": scale_tag(profile, net, f"first {norm_steps:,} of {steps:,} steps", f"{len(seeds)} seeds"),
             "dln": scale_tag(profile, "DLN 25 layers", f"first {norm_dln_steps:,} of {dln_steps:,} steps",
                              f"{len(dln_seeds)} initialisations")}

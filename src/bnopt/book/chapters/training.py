@@ -11,7 +11,7 @@ import numpy as np
 from bnopt.analysis import summary as S
 from bnopt.book import claims
 from bnopt.book import plotting as P
-from bnopt.book.chapters.common import PAPER_STEPS, scale_tag, vary
+from bnopt.book.chapters.common import PAPER_STEPS, net_label, scale_tag, vary
 from bnopt.nets.models import build_model
 from bnopt.runs.config import ModelConfig
 
@@ -224,7 +224,7 @@ def claim_scales(profile, arch, width, steps, seeds, other_seeds) -> dict[str, s
     """The scale of the claims at the reference learning rate ("ref", `seeds`) and at the other one ("other",
     `other_seeds`): each names the seeds its comparison pairs."""
     def tag(s):
-        return scale_tag(profile, f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(s)} seeds")
+        return scale_tag(profile, net_label(arch, width), f"{steps:,} steps", f"{len(s)} seeds")
     return {"ref": tag(seeds), "other": tag(other_seeds)}
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from bnopt.analysis import summary as S
 from bnopt.book import claims
 from bnopt.book import plotting as P
-from bnopt.book.chapters.common import PAPER_STEPS, scale_tag
+from bnopt.book.chapters.common import PAPER_STEPS, net_label, scale_tag
 from bnopt.book.chapters.smoothness.bands import SHORT, C, band_series, quiet_nan
 from bnopt.book.report import pm_g
 from bnopt.measure.probes import squared_norms
@@ -235,15 +235,16 @@ def hidden_l2_report(l2: dict, paper_l2: dict, scale: str, folder=".") -> tuple[
 
 def spectrum_scale(profile, arch, width, steps, point_seeds, slq_iters, slq_vectors, slq_batch) -> str:
     """The scale of the Hessian-spectrum claims, e.g. 'quick: VGG16 width 0.125, 700 steps, 2 seeds, ...'."""
-    return scale_tag(profile, f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(point_seeds)} seeds",
+    return scale_tag(profile, net_label(arch, width), f"{steps:,} steps", f"{len(point_seeds)} seeds",
                      f"Hessian of {slq_batch} images, SLQ {slq_iters} steps × {slq_vectors} start "
                      f"vector{'' if slq_vectors == 1 else 's'}")
 
 
 def claim_scales(profile, arch, width, steps, seeds, dln_steps, dln_seeds, sweep_steps, sweep_seeds, sweep_lrs,
                  dln_sweep_steps, dln_sweep_lrs, wd_steps=0, wd_seeds=()) -> dict:
-    net = f"{arch.upper()} width {width:g}"
-    return {"wd": scale_tag(profile, net, f"{wd_steps:,} steps", f"{len(wd_seeds)} seeds"),"vgg": scale_tag(profile, net, f"{steps:,} steps", f"{len(seeds)} seeds"),
+    net = net_label(arch, width)
+    return {"wd": scale_tag(profile, net, f"{wd_steps:,} steps", f"{len(wd_seeds)} seeds"),
+            "vgg": scale_tag(profile, net, f"{steps:,} steps", f"{len(seeds)} seeds"),
             "dln": scale_tag(profile, "DLN 25 layers", f"{dln_steps:,} steps", f"{len(dln_seeds)} initialisations"),
             "vgg_sweep": scale_tag(profile, net, f"{len(sweep_lrs)} LRs × {sweep_steps:,} steps", f"{len(sweep_seeds)} seeds"),
             "dln_sweep": scale_tag(profile, "DLN 25 layers", f"{len(dln_sweep_lrs)} LRs × {dln_sweep_steps:,} steps",

@@ -7,7 +7,7 @@ import numpy as np
 
 from bnopt.book import claims
 from bnopt.book import plotting as P
-from bnopt.book.chapters.common import last_fraction_mean, scale_tag
+from bnopt.book.chapters.common import last_fraction_mean, net_label, scale_tag
 from bnopt.book.chapters.smoothness.bands import C
 from bnopt.book.report import pm_g
 from bnopt.measure.curvature import density_moment, outlier_ratio, spectral_density
@@ -98,7 +98,7 @@ def direction_report(land: dict, scale: str, folder=".") -> tuple[tuple, dict]:
 
 def point_scale(profile, arch, width, steps, point_seeds, point_batches, batch_size) -> str:
     """The scale of the single-point landscape claim."""
-    return scale_tag(profile, f"{arch.upper()} width {width:g}", f"{steps:,} steps", f"{len(point_seeds)} seeds",
+    return scale_tag(profile, net_label(arch, width), f"{steps:,} steps", f"{len(point_seeds)} seeds",
                      f"{point_batches} batches of {batch_size} at initialisation and at the end")
 
 
