@@ -17,3 +17,33 @@ def numbers_as_slots(text: str) -> str:
 def book_numerics(intro_text: str) -> set[str]:
     """The numerics of the CPU runs the book was built from, as its front page names them ('CPU (<numerics>)')."""
     return {f"{m.group(1)}, torch {m.group(2)}" for m in re.finditer(r"CPU \((.+?), torch ([^\s)]+)\)", intro_text)}
+
+
+# The ledger's verdict words (bnopt.analysis.verdict.VERDICTS), longest first so that "not reproduced" is never read as
+# "reproduced". A phrase may break across lines, as the README's prose wraps.
+VERDICT_WORDS = ("consistent but underpowered", "not testable at this scale", "statement incorrect", "not reproduced",
+                 "contradicted", "reproduced")
+VERDICT = re.compile(r"(?<![\w-])(" + "|".join(w.replace(" ", r"\s+") for w in VERDICT_WORDS) + r")(?!\w)", re.I)
+# `<!-- ledger: id id -->` (this build's ledger) or `<!-- ledger quick: id -->` (the committed snapshot of the book at
+# that profile), right after the verdict it tags (closing backticks and emphasis aside); invisible where Markdown renders.
+TAG = re.compile(r"<!--\s*ledger(?:\s+(\w+))?:\s*([\w\s]*?)\s*-->")
+
+
+def verdict_tags(text: str) -> tuple[list[tuple[str, str | None, list[str]]], list[str], list[str]]:
+    """How the README's prose states the ledger's verdicts: (tagged, untagged, orphans).
+
+    tagged: [(verdict word as the prose says it, profile or None for this build, [claim ids])] for each tag;
+    untagged: the context of every verdict word that no tag follows, except inside a quote with digits (a count line,
+    `12 reproduced, ...`) or in *emphasis* (a definition); orphans: each tag with no verdict word right before it."""
+    quoted = [m.span() for m in re.finditer(r"`[^`\n]*\d[^`\n]*`|(?<!\*)\*[^*\n]+\*(?!\*)", text)]
+    tagged, untagged, used = [], [], set()
+    for m in VERDICT.finditer(text):
+        tag = TAG.match(text, re.match(r"[`*]*\s*", text[m.end():]).end() + m.end())
+        if tag:
+            ids = tag.group(2).split()
+            tagged.append((" ".join(m.group(1).lower().split()), tag.group(1), ids))
+            used.add(tag.start())
+        elif not any(a <= m.start() < b for a, b in quoted):
+            untagged.append(" ".join(text[max(0, m.start() - 40): m.end() + 20].split()))
+    orphans = [" ".join(text[max(0, t.start() - 40): t.end()].split()) for t in TAG.finditer(text) if t.start() not in used]
+    return tagged, untagged, orphans

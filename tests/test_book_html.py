@@ -22,7 +22,7 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from book_text import book_numerics, numbers_as_slots
+from book_text import book_numerics, numbers_as_slots, verdict_tags
 
 from bnopt.book import build as B
 from bnopt.runs.paths import repo_root
@@ -123,6 +123,31 @@ def test_readme_numbers_appear_in_the_book():
     print(f"built with numerics {sorted(built_with)}, not the README's {reference.group(1)!r}: {moved} of "
           f"{len(quoted)} quoted numbers differ; their form was checked")
 
+
+
+def test_readme_verdicts_are_the_ledgers():
+    """Every verdict word the README's findings state is the one the built ledger gives the claims its tag names
+    (`<!-- ledger: id -->`; `<!-- ledger quick: id -->` for the committed snapshot of the book at quick, corrected
+    within that snapshot as the ledger's *What moved with scale* does). A verdict can move without any quoted number
+    moving (a Benjamini-Hochberg family changes when another claim does), so the number check alone misses it."""
+    from bnopt.book import claims, scales
+
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Findings.*?(?=^## )", readme, flags=re.S | re.M).group(0)
+    tagged, untagged, orphans = verdict_tags(section)
+    assert tagged and not untagged and not orphans, (untagged, orphans)
+    here = claims.corrected(claims.load(ROOT / "_stage"))
+    assert here, "the build's stage holds no claim records"
+    ledgers = {None: here}
+    for profile in {p for _, p, _ in tagged if p}:
+        snap = scales.load(f"results/{profile}/{scales.SNAPSHOT_NAME}")
+        assert snap, f"no snapshot of the book at {profile}"
+        ledgers[profile] = claims.corrected(snap["records"])
+    wrong = [f"{i}: README says {said!r}, the {'build' if p is None else p} ledger "
+             f"{ledgers[p].get(i, {}).get('verdict', 'has no record')!r}"
+             for said, p, ids in tagged for i in ids if ledgers[p].get(i, {}).get("verdict") != said]
+    assert not wrong, "README verdicts that are not the ledger's: " + "; ".join(wrong)
+    print(f"{sum(len(ids) for _, _, ids in tagged)} README verdicts compared with the ledger")
 
 # --- in a real browser ----------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """The book-checks' readers of the built book's text (tests/book_text.py), on cases whose answer is known."""
 from __future__ import annotations
 
+import re
+
 import pytest
-from book_text import book_numerics, numbers_as_slots
+from book_text import book_numerics, numbers_as_slots, verdict_tags
 
 
 @pytest.mark.parametrize("quote, form", [
@@ -30,3 +32,44 @@ def test_book_numerics_reads_the_front_page_form():
     assert book_numerics("| ics | quick | 30 | CPU (AuthenticAMD AVX2, torch 2.14.1) (30) | CPU (GenuineIntel AVX2 "
                          "(oneDNN AVX512, MKL auto), torch 2.14.1) (2), NVIDIA H200 (1)") == \
         {"AuthenticAMD AVX2, torch 2.14.1", "GenuineIntel AVX2 (oneDNN AVX512, MKL auto), torch 2.14.1"}
+
+
+def test_verdict_tags_read_the_word_before_each_tag():
+    text = ("BN ends lower (`0.07 ± 0.01`, reproduced<!-- ledger: fig1_final_train -->), is `not testable at this "
+            "scale`<!-- ledger: fig1_speed --> by steps; at quick it was reproduced<!-- ledger quick: fig1_speed -->. "
+            "The DLN's is not\n  reproduced<!-- ledger: fig3_dln_ics -->; the other three are consistent but\n"
+            "  underpowered<!-- ledger: lr_beta_vgg lr_eig_vgg  lr_beta_dln -->.")
+    tagged, untagged, orphans = verdict_tags(text)
+    assert tagged == [("reproduced", None, ["fig1_final_train"]), ("not testable at this scale", None, ["fig1_speed"]),
+                      ("reproduced", "quick", ["fig1_speed"]), ("not reproduced", None, ["fig3_dln_ics"]),
+                      ("consistent but underpowered", None, ["lr_beta_vgg", "lr_eig_vgg", "lr_beta_dln"])]
+    assert untagged == [] and orphans == []
+
+
+def test_verdict_tags_find_untagged_words_and_tags_without_a_word():
+    text = ("`39 claims measured: 12 reproduced, 6 not reproduced` and what *consistent but underpowered* says. "
+            "It is contradicted here; reproducible<!-- ledger: fig4_beta --> is no verdict, nor is "
+            "(`1.2 ± 0.1`)<!-- ledger: fig4_beta_flat -->.")
+    tagged, untagged, orphans = verdict_tags(text)
+    assert tagged == []
+    assert len(untagged) == 1 and "It is contradicted here" in untagged[0]
+    assert len(orphans) == 2 and "reproducible" in orphans[0] and "1.2 ± 0.1" in orphans[1]
+
+
+def test_the_readme_tags_every_verdict_it_states_with_known_claims():
+    """Every verdict word in the README's findings names the ledger claims it reports (`make check-book` then
+    compares each with the built ledger); the tags name claims of the catalogue and profiles with a snapshot."""
+    from bnopt.book import claims
+    from bnopt.runs.paths import repo_root
+
+    root = repo_root()
+    readme = (root / "README.md").read_text()
+    section = re.search(r"^## Findings.*?(?=^## )", readme, flags=re.S | re.M).group(0)
+    tagged, untagged, orphans = verdict_tags(section)
+    assert not untagged, f"verdict words with no <!-- ledger: id --> tag: {untagged}"
+    assert not orphans, f"tags with no verdict word before them: {orphans}"
+    assert len(tagged) >= 10
+    unknown = [i for _, _, ids in tagged for i in ids if i not in claims.BY_ID]
+    assert not unknown and all(ids for _, _, ids in tagged), f"tags naming no claim of the catalogue: {unknown}"
+    for profile in {p for _, p, _ in tagged if p}:
+        assert (root / "results" / profile / "book-snapshot.json").is_file(), f"no snapshot of the book at {profile}"
