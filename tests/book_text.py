@@ -47,3 +47,9 @@ def verdict_tags(text: str) -> tuple[list[tuple[str, str | None, list[str]]], li
             untagged.append(" ".join(text[max(0, m.start() - 40): m.end() + 20].split()))
     orphans = [" ".join(text[max(0, t.start() - 40): t.end()].split()) for t in TAG.finditer(text) if t.start() not in used]
     return tagged, untagged, orphans
+
+
+def readme_quotes(text: str) -> list[tuple[str, bool]]:
+    """[(quote, computed at build time)] of every backtick quote with a digit: the README's numbers. A quote followed
+    by `<!-- build -->` is one the book computes when it is built, not one read from the runs."""
+    return [(m.group(1), bool(m.group(2))) for m in re.finditer(r"`([^`\n]*\d[^`\n]*)`(<!--\s*build\s*-->)?", text)]

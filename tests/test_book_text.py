@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from book_text import book_numerics, numbers_as_slots, verdict_tags
+from book_text import book_numerics, numbers_as_slots, readme_quotes, verdict_tags
 
 
 @pytest.mark.parametrize("quote, form", [
@@ -73,3 +73,8 @@ def test_the_readme_tags_every_verdict_it_states_with_known_claims():
     assert not unknown and all(ids for _, _, ids in tagged), f"tags naming no claim of the catalogue: {unknown}"
     for profile in {p for _, p, _ in tagged if p}:
         assert (root / "results" / profile / "book-snapshot.json").is_file(), f"no snapshot of the book at {profile}"
+
+
+def test_readme_quotes_mark_the_ones_computed_at_build_time():
+    text = "BN `0.57 ± 0.0027` (n seeds), twin to `8.4e-15`<!-- build -->, in `bnopt bench`, `0 of 3,151 cases`<!--build-->."
+    assert readme_quotes(text) == [("0.57 ± 0.0027", False), ("8.4e-15", True), ("0 of 3,151 cases", True)]
