@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from book_text import book_numerics, numbers_as_slots, readme_quotes, verdict_tags
+from book_text import numbers_as_slots, readme_quotes, verdict_tags
 
 
 @pytest.mark.parametrize("quote, form", [
@@ -24,14 +24,6 @@ def test_quotes_that_differ_only_in_their_numbers_share_a_form():
     here, there = "ℓ1 1.6e+02 ± 31, ℓ2 1.4e+02 ± 9, ℓ∞", "ℓ1 1.6e+02 ± 32, ℓ2 1.4e+02 ± 8.1, ℓ∞"
     assert numbers_as_slots(here) == numbers_as_slots(there)
     assert numbers_as_slots("> 200 (no seed reached)") != numbers_as_slots("1.1e+02 ± 14")   # censoring is form
-
-
-def test_book_numerics_reads_the_front_page_form():
-    assert book_numerics("CPU (AuthenticAMD AVX512, torch 2.14.1+cu130) (109)") == {"AuthenticAMD AVX512, torch 2.14.1+cu130"}
-    assert book_numerics("NVIDIA H200 (12)") == set()
-    assert book_numerics("| ics | quick | 30 | CPU (AuthenticAMD AVX2, torch 2.14.1) (30) | CPU (GenuineIntel AVX2 "
-                         "(oneDNN AVX512, MKL auto), torch 2.14.1) (2), NVIDIA H200 (1)") == \
-        {"AuthenticAMD AVX2, torch 2.14.1", "GenuineIntel AVX2 (oneDNN AVX512, MKL auto), torch 2.14.1"}
 
 
 def test_verdict_tags_read_the_word_before_each_tag():
