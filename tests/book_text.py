@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from bnopt.analysis.verdict import VERDICTS
+
 # A number as the book prints it: a sign, thousands separators (a comma before exactly three digits), a decimal part,
 # an exponent. Censoring marks (`> 200`) and units stay text: they are part of a quote's form.
 NUMBER = re.compile(r"[-+−]?(?:\d{1,3}(?:,\d{3}(?!\d))+|\d+)(?:\.\d+)?(?:e[-+−]?\d+)?")
@@ -14,10 +16,16 @@ def numbers_as_slots(text: str) -> str:
     return NUMBER.sub("#", text)
 
 
-# The ledger's verdict words (bnopt.analysis.verdict.VERDICTS), longest first so that "not reproduced" is never read as
-# "reproduced". A phrase may break across lines, as the README's prose wraps.
-VERDICT_WORDS = ("consistent but underpowered", "not testable at this scale", "statement incorrect", "not reproduced",
-                 "contradicted", "reproduced")
+def findings(readme: str) -> str:
+    """The README's '## Findings' section (up to the next '## ' heading)."""
+    section = re.search(r"^## Findings.*?(?=^## )", readme, flags=re.S | re.M)
+    assert section, "README.md has no '## Findings' section"
+    return section.group(0)
+
+
+# The ledger's verdict words, longest first so that "not reproduced" is never read as "reproduced". A phrase may break
+# across lines, as the README's prose wraps.
+VERDICT_WORDS = tuple(sorted(VERDICTS, key=len, reverse=True))
 VERDICT = re.compile(r"(?<![\w-])(" + "|".join(w.replace(" ", r"\s+") for w in VERDICT_WORDS) + r")(?!\w)", re.I)
 # `<!-- ledger: id id -->` (this build's ledger) or `<!-- ledger quick: id -->` (the committed snapshot of the book at
 # that profile), right after the verdict it tags (closing backticks and emphasis aside); invisible where Markdown renders.

@@ -22,7 +22,7 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from book_text import numbers_as_slots, readme_quotes, verdict_tags
+from book_text import findings, numbers_as_slots, readme_quotes, verdict_tags
 
 from bnopt.book import build as B
 from bnopt.runs.paths import repo_root
@@ -107,12 +107,10 @@ def test_readme_numbers_appear_in_the_book():
     changed, so that the README names nothing the book no longer shows."""
     from bnopt.runs.numerics import numerics
 
-    readme = (ROOT / "README.md").read_text()
-    section = re.search(r"^## Findings.*?(?=^## )", readme, flags=re.S | re.M)
-    assert section, "README.md has no '## Findings' section"
-    reference = re.search(r"<!-- numbers-from: (.*?) -->", section.group(0))
+    section = findings((ROOT / "README.md").read_text())
+    reference = re.search(r"<!-- numbers-from: (.*?) -->", section)
     assert reference, "the README's findings section does not name the numerics of its reference build"
-    quotes = readme_quotes(section.group(0))
+    quotes = readme_quotes(section)
     assert quotes and any(not built for _, built in quotes)
     book = " ".join(text_of(p) for p in PAGES)
     here = numerics()
@@ -132,9 +130,7 @@ def test_readme_verdicts_are_the_ledgers():
     moving (a Benjamini-Hochberg family changes when another claim does), so the number check alone misses it."""
     from bnopt.book import claims, scales
 
-    readme = (ROOT / "README.md").read_text()
-    section = re.search(r"^## Findings.*?(?=^## )", readme, flags=re.S | re.M).group(0)
-    tagged, untagged, orphans = verdict_tags(section)
+    tagged, untagged, orphans = verdict_tags(findings((ROOT / "README.md").read_text()))
     assert tagged and not untagged and not orphans, (untagged, orphans)
     here = claims.corrected(claims.load(ROOT / "_stage"))
     assert here, "the build's stage holds no claim records"

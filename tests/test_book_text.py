@@ -1,10 +1,8 @@
 """The book-checks' readers of the built book's text (tests/book_text.py), on cases whose answer is known."""
 from __future__ import annotations
 
-import re
-
 import pytest
-from book_text import numbers_as_slots, readme_quotes, verdict_tags
+from book_text import findings, numbers_as_slots, readme_quotes, verdict_tags
 
 
 @pytest.mark.parametrize("quote, form", [
@@ -51,20 +49,18 @@ def test_verdict_tags_find_untagged_words_and_tags_without_a_word():
 def test_the_readme_tags_every_verdict_it_states_with_known_claims():
     """Every verdict word in the README's findings names the ledger claims it reports (`make check-book` then
     compares each with the built ledger); the tags name claims of the catalogue and profiles with a snapshot."""
-    from bnopt.book import claims
+    from bnopt.book import claims, scales
     from bnopt.runs.paths import repo_root
 
     root = repo_root()
-    readme = (root / "README.md").read_text()
-    section = re.search(r"^## Findings.*?(?=^## )", readme, flags=re.S | re.M).group(0)
-    tagged, untagged, orphans = verdict_tags(section)
+    tagged, untagged, orphans = verdict_tags(findings((root / "README.md").read_text()))
     assert not untagged, f"verdict words with no <!-- ledger: id --> tag: {untagged}"
     assert not orphans, f"tags with no verdict word before them: {orphans}"
     assert len(tagged) >= 10
     unknown = [i for _, _, ids in tagged for i in ids if i not in claims.BY_ID]
     assert not unknown and all(ids for _, _, ids in tagged), f"tags naming no claim of the catalogue: {unknown}"
     for profile in {p for _, p, _ in tagged if p}:
-        assert (root / "results" / profile / "book-snapshot.json").is_file(), f"no snapshot of the book at {profile}"
+        assert (root / "results" / profile / scales.SNAPSHOT_NAME).is_file(), f"no snapshot of the book at {profile}"
 
 
 def test_readme_quotes_mark_the_ones_computed_at_build_time():
