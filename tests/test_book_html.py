@@ -132,7 +132,7 @@ def test_readme_verdicts_are_the_ledgers():
 
     tagged, untagged, orphans = verdict_tags(findings((ROOT / "README.md").read_text()))
     assert tagged and not untagged and not orphans, (untagged, orphans)
-    here = claims.corrected(claims.load(ROOT / "_stage"))
+    here = claims.corrected(claims.load(ROOT / B.STAGE))
     assert here, "the build's stage holds no claim records"
     ledgers = {None: here}
     for profile in {p for _, p, _ in tagged if p}:

@@ -35,6 +35,9 @@ from bnopt.runs.progress import close_files, message
 from bnopt.runs.verify import outcome_line
 
 
+STAGE = "_stage"   # the staged build, under the repository root: executed chapters, claim records, glued values
+
+
 def execute_chapter(nb_path: Path, out_path: Path, parameters: dict, cwd: Path | None = None) -> float:
     """Execute one chapter with papermill. On failure, delete the output (and raise)."""
     import papermill
@@ -298,7 +301,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bnopt book", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default=DEFAULT_PROFILE,
                     help=f"one of: {', '.join(profiles(root))} (default {DEFAULT_PROFILE})")
-    ap.add_argument("--stage", default=str(root / "_stage"), help="folder for executed notebooks")
+    ap.add_argument("--stage", default=str(root / STAGE), help="folder for executed notebooks")
     ap.add_argument("--only", nargs="+", help="execute only these chapters (others must be staged)")
     ap.add_argument("--no-html", action="store_true", help="execute chapters, skip jupyter-book")
     ap.add_argument("--rerun", action="store_true",

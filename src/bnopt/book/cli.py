@@ -133,7 +133,7 @@ def bundle_main(argv=None) -> int:
 
 def glued_main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bnopt glued", description=glued_values.__doc__.split("\n\n")[0])
-    ap.add_argument("stage", nargs="?", default="_stage", help="a staged build (default _stage)")
+    ap.add_argument("stage", nargs="?", default=build.STAGE, help=f"a staged build (default {build.STAGE})")
     print(json.dumps(glued_values(ap.parse_args(argv).stage), indent=1, sort_keys=True))
     return 0
 
@@ -141,7 +141,7 @@ def glued_main(argv=None) -> int:
 def snapshot_main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bnopt snapshot", description=scales.__doc__.split("\n\n")[0])
     ap.add_argument("--profile", required=True, help="the profile every chapter of the staged build was built at")
-    ap.add_argument("--stage", default="_stage", help="the staged build (default _stage)")
+    ap.add_argument("--stage", default=build.STAGE, help=f"the staged build (default {build.STAGE})")
     ap.add_argument("--out", required=True, help=f"where to write it, e.g. results/quick/{scales.SNAPSHOT_NAME}")
     a = ap.parse_args(argv)
     try:
