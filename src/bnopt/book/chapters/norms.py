@@ -38,6 +38,22 @@ def windowed(results: dict, norm_steps: int, norm_dln_steps: int) -> dict:
     return {k: [S.truncate(r, window[k[0]]) for r in rs] for k, rs in results.items()}
 
 
+def window_text(steps: int, dln_steps: int, norm_steps: int, norm_dln_steps: int) -> str:
+    """The protocol table's comparison window in words: the paper's whole runs where the window covers them, else
+    the first steps and why (a choice, the CI budget).
+
+    >>> window_text(15000, 10000, 15000, 10000)
+    'all 15,000 VGG and 10,000 DLN steps of every run, as in the paper'
+    >>> window_text(700, 10000, 200, 1000)[:62]
+    'the first 200 VGG and 1,000 DLN steps of every run, Standard a'
+    """
+    if norm_steps >= steps and norm_dln_steps >= dln_steps:
+        return f"all {steps:,} VGG and {dln_steps:,} DLN steps of every run, as in the paper"
+    return (f"the first {norm_steps:,} VGG and {norm_dln_steps:,} DLN steps of every run, Standard and BN included "
+            f"(of {steps:,} and {dln_steps:,}) *[choice: the CI budget; `norm_steps`, `norm_dln_steps`; the `narrow` "
+            f"and `paper` profiles compare whole runs]*")
+
+
 def present(results: dict, kind: str, norms: list) -> list:
     return [n for n in norms if results.get((kind, n, lr_of(results, kind)))]
 
