@@ -134,7 +134,7 @@ def _fake_chapters(monkeypatch, tmp_path, fail=None):
     return log
 
 
-def test_chapters_execute_two_at_a_time_and_cost_and_ledger_alone_last(monkeypatch, tmp_path):
+def test_chapters_execute_two_at_a_time_and_cost_and_ledger_alone_last(home, monkeypatch, tmp_path):
     log = _fake_chapters(monkeypatch, tmp_path)
     monkeypatch.setenv("BNOPT_CHAPTER_JOBS", "2")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -143,7 +143,8 @@ def test_chapters_execute_two_at_a_time_and_cost_and_ledger_alone_last(monkeypat
     assert set(timings) == {"runs", *stems}
     starts = {s: t for kind, s, t, _ in log if kind == "start"}
     ends = {s: t for kind, s, t, _ in log if kind == "end"}
-    together = [s for s in stems if s not in B.ALONE]
+    together = [s for s in sorted(stems, key=lambda s: -B.TYPICAL_SECONDS.get(s, 0)) if s not in B.ALONE]
+    assert [s for kind, s, _, _ in log if kind == "start"][:2] == together[:2]   # longest first: no timings here
     assert starts[together[1]] < ends[together[0]]                   # two chapters overlap
     assert starts["cost"] > max(ends[s] for s in together)           # cost runs alone, after them
     assert starts["ledger"] > ends["cost"]                           # the ledger reads every chapter
@@ -154,13 +155,25 @@ def test_chapters_execute_two_at_a_time_and_cost_and_ledger_alone_last(monkeypat
     assert {s: c for kind, s, _, c in log if kind == "cwd"} == {s: str(tmp_path / "stage") for s in stems}
 
 
-def test_a_failing_chapter_stops_the_parallel_build(monkeypatch, tmp_path):
-    stems = [nb.stem for nb in CHAPTERS if nb.stem not in B.ALONE]
+def test_a_failing_chapter_stops_the_parallel_build(home, monkeypatch, tmp_path):
+    stems = [nb.stem for nb in B.longest_first([nb for nb in CHAPTERS if nb.stem not in B.ALONE])]
     log = _fake_chapters(monkeypatch, tmp_path, fail=stems[0])
     monkeypatch.setenv("BNOPT_CHAPTER_JOBS", "1")
     with pytest.raises(B.BuildError, match=f"chapter '{stems[0]}' failed"):
         B.stage_book(ROOT, tmp_path / "stage", "tiny")
     assert [s for kind, s, _, _ in log if kind == "start"] == [stems[0]]   # nothing else started
+
+
+def test_chapters_start_longest_first_by_this_machines_latest_timings(tmp_path):
+    nbs = [Path(f"{s}.ipynb") for s in ("bn_math", "training", "smoothness", "norms")]
+    assert [p.stem for p in B.longest_first(nbs, tmp_path / "none.jsonl")] == ["smoothness", "bn_math", "norms",
+                                                                              "training"]   # no log: TYPICAL_SECONDS
+    log = tmp_path / "build-times.jsonl"
+    log.write_text("\n".join([json.dumps({"chapters": {"training": 500.0, "norms": 300.0}}),
+                              '{"chapters": {"smoothness": 12',                   # a line cut by a killed build
+                              json.dumps({"chapters": {"training": 5.0, "smoothness": 0.0, "bn_math": 200.0}})]))
+    # training's latest time (5 s) replaces its earlier one; smoothness reused (0 s) keeps its typical 127 s
+    assert [p.stem for p in B.longest_first(nbs, log)] == ["norms", "bn_math", "smoothness", "training"]
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])

@@ -179,7 +179,7 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
         jobs = chapter_jobs()
         # one OpenMP/MKL thread per kernel side by side, so that they do not oversubscribe the cores
         threads = {k: str(max(1, (os.cpu_count() or 1) // jobs)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-        together = [nb for nb in selected if nb.stem not in ALONE]
+        together = longest_first([nb for nb in selected if nb.stem not in ALONE], data_home() / TIMES_LOG)
         with mock.patch.dict(os.environ, threads if jobs > 1 else {}), ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(execute, nb) for nb in together]
             for f in as_completed(futures):
@@ -188,6 +188,33 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
         for nb in [nb for nb in selected if nb.stem in ALONE]:
             execute(nb)
     return timings
+
+
+# Seconds each chapter took to execute in the clean-clone rehearsal of 16eb321 (docs/timings.md), two side by side:
+# the order in which chapters start on a machine that has not timed them yet. Longest first, so that the longest does
+# not start last and run alone (in the table of contents' order, smoothness started third: 160 s of chapters instead
+# of about 135 s).
+TYPICAL_SECONDS = {"smoothness": 127, "bn_math": 60, "norms": 27, "ics": 21, "library": 15, "training": 12}
+TIMES_LOG = "build-times.jsonl"      # every finished build's timings, one JSON line each (BuildRecord.finish)
+
+
+def longest_first(nbs: list[Path], log: Path | None = None) -> list[Path]:
+    """The chapters in the order they start: longest first, by this machine's latest execution time of each (the
+    builds in `log`; a reused chapter's 0 s does not count), else TYPICAL_SECONDS, else 0 s; ties in the given order.
+    The order changes when chapters start, never what they compute.
+
+    >>> [p.stem for p in longest_first([Path("training.ipynb"), Path("new.ipynb"), Path("smoothness.ipynb")])]
+    ['smoothness', 'training', 'new']
+    """
+    seconds = dict(TYPICAL_SECONDS)
+    if log is not None and log.exists():
+        for line in log.read_text().splitlines():
+            try:
+                timed = json.loads(line).get("chapters") or {}
+            except (json.JSONDecodeError, AttributeError):
+                continue                           # a line cut by a killed build: the others still count
+            seconds.update({k: float(v) for k, v in timed.items() if isinstance(v, (int, float)) and v > 0})
+    return sorted(nbs, key=lambda nb: -seconds.get(nb.stem, 0.0))
 
 
 # Chapters that execute alone, in this order, after all the others: `cost` times this machine (nothing
@@ -221,7 +248,7 @@ class BuildRecord:
         path = stage / ".build-times.json"
         data = {**json.loads(path.read_text()), **values}
         path.write_text(json.dumps(data, indent=1))
-        log = data_home() / "build-times.jsonl"
+        log = data_home() / TIMES_LOG
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:
             f.write(json.dumps(data) + "\n")
