@@ -59,10 +59,8 @@ TRAIN ?=
 book: $(VENV)/.installed $(MATHJAX)
 	$(BNOPT) book --profile $(or $(PROFILE),narrow) $(if $(strip $(TRAIN)),--train $(TRAIN),)
 
-# TEST_WORKERS: pytest-xdist workers, one thread each (default 2, this kind of machine's cores; 0: one process)
-TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+	$(PY) -m pytest
 
 # The built book as a reader meets it (after `make book`): pages, figures, MathJax, navigation, in
 # headless Chromium. Debian's chromium package is installed when missing (Playwright cannot download

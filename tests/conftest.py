@@ -1,8 +1,6 @@
 """Shared fixtures: a tiny CIFAR-like image-folder tree made here, and an isolated data home."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -51,5 +49,4 @@ def tiny_data(home, tiny_folder, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _threads():
-    """Two threads per test, or one per test under `pytest -n` (pytest-xdist: `make test` runs two workers)."""
-    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+    torch.set_num_threads(2)
