@@ -192,8 +192,8 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
 
 # Seconds each chapter took to execute in the clean-clone rehearsal of 16eb321 (docs/timings.md), two side by side:
 # the order in which chapters start on a machine that has not timed them yet. Longest first, so that the longest does
-# not start last and run alone (in the table of contents' order, smoothness started third: 160 s of chapters instead
-# of about 135 s).
+# not start late and run alone: in the table of contents' order smoothness started third (160 s of wall time for 262 s
+# of chapters); longest first, 145 s for 284 s (rehearsal of 42c7346; an even split is 142 s).
 TYPICAL_SECONDS = {"smoothness": 127, "bn_math": 60, "norms": 27, "ics": 21, "library": 15, "training": 12}
 TIMES_LOG = "build-times.jsonl"      # every finished build's timings, one JSON line each (BuildRecord.finish)
 
