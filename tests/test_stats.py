@@ -56,6 +56,25 @@ def test_rank_correlation_permutation_p_is_exact_for_few_configurations():
     assert r["rho"] == pytest.approx(0.8) and r["p"] == pytest.approx(4 / 24)
 
 
+@pytest.mark.parametrize("n, ties", [(7, True), (9, False)])
+def test_rank_correlation_is_scipys_spearman_permutation_test(n, ties):
+    """The vectorized statistic (Pearson's r of the ranks, many orders at once) gives scipy's own test of
+    `spearmanr` one order at a time: the same rho and p, exact over the 7! orders (with ties) and with the same
+    random orders of 9 configurations."""
+    from scipy import stats
+
+    rng = np.random.default_rng(n)
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    if ties:
+        x[1], y[4] = x[0], y[2]
+    by_scipy = stats.permutation_test((y,), lambda yy: stats.spearmanr(x, yy).statistic, permutation_type="pairings",
+                                      n_resamples=9_999, rng=np.random.default_rng(0))
+    r = rank_correlation(x, y)
+    assert r["rho"] == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert r["p"] == pytest.approx(by_scipy.pvalue, abs=1e-12)
+    assert 0 < r["p"] < 1
+
+
 def test_a_spread_of_rounding_errors_is_no_spread():
     """0.1 - 0.5 and 0.7 - 1.1 differ in the last bits only: a t-test would call that difference certain."""
     d = [0.1 - 0.5, 0.7 - 1.1]
