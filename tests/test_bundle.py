@@ -39,8 +39,8 @@ def test_round_trip_installs_identical_entries(home, tmp_path, name):
     manifest = bundle.export(keys, path, profile="tiny")
     assert sorted(r["key"] for r in manifest["runs"]) == sorted(keys)
     other = RunCache(tmp_path / "other")
-    assert bundle.install(path, other) == {"installed": 4, "present": 0}
-    assert bundle.install(path, other) == {"installed": 0, "present": 4}
+    assert bundle.install(path, other) == {"installed": 4, "present": 0, "content": "runs"}
+    assert bundle.install(path, other) == {"installed": 0, "present": 4, "content": "runs"}
     for k in keys:
         for name in bundle.FILES:
             assert (other.path(k) / name).read_bytes() == (RunCache().path(k) / name).read_bytes()
@@ -130,7 +130,7 @@ def test_a_bundle_without_weights_keeps_every_record_and_names_the_run_when_weig
     bundle.export([k, kp], tmp_path / "w.tar")
     assert (tmp_path / "nw.tar").stat().st_size < (tmp_path / "w.tar").stat().st_size
     other = RunCache(tmp_path / "other")
-    assert bundle.install(tmp_path / "nw.tar", other) == {"installed": 2, "present": 0}
+    assert bundle.install(tmp_path / "nw.tar", other) == {"installed": 2, "present": 0, "content": "runs"}
     got = other.load(k)
     assert got["state_dict"] is None and got["meta"]["weights_dropped"] is True
     assert torch.equal(got["train_loss"], r["train_loss"]) and got["probes"].keys() == r["probes"].keys()
@@ -186,19 +186,26 @@ def test_committed_results_stay_under_the_size_cap_and_verify():
 
 
 def test_committed_runs_are_runs_of_their_profile():
-    """Every committed run is still a run of its profile: a change that reaches a frozen profile's configurations
+    """Every committed measurement was made on a committed run of its folder, and every committed run is still a run
+    of its profile: a change that reaches a frozen profile's configurations
     (a chapter default, a probe option, a cadence) would orphan the committed runs and retrain them silently.
     The configurations are compared, not the keys, so that no dataset is needed (a key also holds the data's
     fingerprint)."""
     from bnopt.runs.config import canonical_json
     from bnopt.runs.paths import repo_root
     for folder in sorted((repo_root() / "results").glob("*")):
-        committed = {}
+        committed, keys, measured_on = {}, set(), {}
         for b in bundle.bundles_in(folder):
             manifest, blobs = bundle.verify(b)
             for r in manifest["runs"]:
-                config = json.loads(blobs[f"runs/{r['key']}/config.json"])["config"]
-                committed[canonical_json(config)] = f"{r['key']} ({r['description']})"
+                material = json.loads(blobs[f"runs/{r['key']}/config.json"])
+                if bundle.content_of(manifest) == "measurements":
+                    measured_on[r["key"]] = material["run"]
+                    continue
+                committed[canonical_json(material["config"])] = f"{r['key']} ({r['description']})"
+                keys.add(r["key"])
+        orphans = sorted(k for k, run in measured_on.items() if run not in keys)
+        assert not orphans, f"{folder.name}: committed measurements of runs not committed: {', '.join(orphans)}"
         if committed:
             declared = {canonical_json(cfg.key_dict()) for cfg in E.profile_configs(folder.name)}
             orphans = sorted(v for k, v in committed.items() if k not in declared)

@@ -12,6 +12,10 @@ the next call resumes them from their checkpoints, bit-identically. Then every r
 cache holds and no bundle in the results folder has yet is exported as one new bundle, named by the time of its
 export: a committed bundle is never rewritten.
 
+The single-point measurements of the chapters (`bnopt.book.measurements`: Hessian spectra, landscapes at one point)
+are made by a build, not by the campaign: after `make book PROFILE=narrow` on the committed runs,
+`bnopt campaign --profile narrow --measurements` exports them as a bundle of their own, which every later build reads.
+
 Train from a separate worktree at a fixed commit (`git worktree add ../campaign <commit>`), so that edits in the
 main tree cannot change a running worker; the cache keys (a hash of each run's full configuration and data) are
 what makes its results valid for later code. Copy the new bundle into the main tree's results folder and commit it.
@@ -29,11 +33,12 @@ from pathlib import Path
 
 from bnopt.book import experiments as E
 from bnopt.book.bench import run_seconds, saved_bench
-from bnopt.runs.bundle import BundleError, bundles_in, export, install, verify
+from bnopt.runs.bundle import BundleError, bundles_in, content_of, export, install, verify
 from bnopt.runs.cache import RunCache
 from bnopt.runs.config import RunConfig, canonical_json
 from bnopt.runs.executor import config_keys, ensure, estimated_cost, missing
 from bnopt.runs.launch import describe
+from bnopt.runs.measured import entries_of
 from bnopt.runs.paths import repo_root
 
 NOISE_NORMS = ("noisy_batch", "noise_only")
@@ -129,13 +134,23 @@ def parse_budget(text: str) -> float:
     return 3600 * h + 60 * m + s
 
 
-def bundled_keys(folder: Path) -> set[str]:
-    """The keys of every run in the (verified) bundles of a results folder."""
+def bundled_keys(folder: Path, content: str = "runs") -> set[str]:
+    """The keys of every entry in the (verified) bundles of a results folder that hold `content` (runs, or
+    measurements)."""
     keys = set()
     for b in bundles_in(folder):
         manifest, _ = verify(b)
-        keys |= {r["key"] for r in manifest["runs"]}
+        if content_of(manifest) == content:
+            keys |= {r["key"] for r in manifest["runs"]}
     return keys
+
+
+def bundle_path(folder: Path, profile: str, n: int, content: str) -> Path:
+    """A new bundle's path, named by the UTC time of its export; a committed bundle is never rewritten."""
+    path = Path(folder) / f"{profile}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{n}{content}.tar.xz"
+    if path.exists():
+        raise BundleError(f"{path} exists already: a committed bundle is never rewritten")
+    return path
 
 
 def export_new(profile: str, folder: Path, configs: list[RunConfig]) -> Path | None:
@@ -145,10 +160,21 @@ def export_new(profile: str, folder: Path, configs: list[RunConfig]) -> Path | N
     new = [k for k in dict.fromkeys(config_keys(configs)) if k not in have and cache.has(k)]
     if not new:
         return None
-    path = Path(folder) / f"{profile}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{len(new)}runs.tar.xz"
-    if path.exists():
-        raise BundleError(f"{path} exists already: a committed bundle is never rewritten")
+    path = bundle_path(folder, profile, len(new), "runs")
     export(new, path, profile=profile)
+    return path
+
+
+def export_measurements(profile: str, folder: Path) -> Path | None:
+    """Export the measurement entries (`bnopt.runs.measured`) made on the runs committed in `folder` that no
+    measurement bundle there holds yet, as a new bundle; None when there is nothing new. A build of the profile
+    (`make book PROFILE=narrow`) is what makes them."""
+    have = bundled_keys(folder, "measurements")
+    new = [k for k in entries_of(bundled_keys(folder)) if k not in have]
+    if not new:
+        return None
+    path = bundle_path(folder, profile, len(new), "measurements")
+    export(new, path, profile=profile, content="measurements")
     return path
 
 
@@ -199,8 +225,15 @@ def main(argv=None) -> int:
     ap.add_argument("--chapters", nargs="+", help="only these chapters' runs (default: every chapter with runs)")
     ap.add_argument("--results", help="the results folder to export into (default: results/<profile>/ of this tree)")
     ap.add_argument("--plan", action="store_true", help="list the runs left, in training order, and train nothing")
+    ap.add_argument("--measurements", action="store_true",
+                    help="export the measurements a build made on the committed runs as a new bundle; train nothing")
     a = ap.parse_args(argv)
     try:
+        if a.measurements:
+            folder = Path(a.results) if a.results else (repo_root() or Path.cwd()) / "results" / a.profile
+            path = export_measurements(a.profile, folder)
+            print(f"[bnopt] campaign ({a.profile}): new measurement bundle: {path or 'none (nothing new)'}")
+            return 0
         if a.plan:
             order = campaign_order(a.profile, a.chapters)
             left = {canonical_json(c.to_dict()) for c in missing([c for _, c in order])}

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from bnopt.book import bench, build, campaign, scales
+from bnopt.book import bench, build, campaign, measurements, scales
 from bnopt.book import experiments as E
 from bnopt.book.params import BuildError, ParameterError, coerce_parameters
 from bnopt.book.report import glued_values
@@ -119,16 +119,24 @@ def bundle_main(argv=None) -> int:
                   + (f" (the final weights of {dropped} runs left out)" if dropped else ""))
         elif args.cmd == "import":
             c = bundle.install(args.file)
-            print(f"[bnopt] bundle {args.file}: {c['installed']} runs installed, {c['present']} already present")
+            print(f"[bnopt] bundle {args.file}: {c['installed']} {c['content']} installed, {c['present']} already present")
         else:
             m, _ = bundle.verify(args.file)
             for r in m["runs"]:
-                print(f"{r['key']}  {r.get('description', '')}  ({r.get('device')}, {r.get('wall_time_s') or 0:.0f} s)")
-            print(f"[bnopt] {len(m['runs'])} runs, profile {m.get('profile')!r}, created {m.get('created')}: verified")
+                print(f"{r['key']}  {r.get('description', '')}  ({r.get('device') or 'cpu'}, {r.get('wall_time_s') or 0:.0f} s)")
+            print(f"[bnopt] {len(m['runs'])} {bundle.content_of(m)}, profile {m.get('profile')!r}, created "
+                  f"{m.get('created')}: verified")
     except (bundle.BundleError, ValueError, DataError) as e:     # export needs the data for the runs' fingerprints
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def verify_main(argv=None) -> int:
+    """`bnopt verify-runs` (`bnopt.runs.verify`), with the book's measurements registered so that a sample of the
+    committed ones is computed again as well."""
+    measurements.register_all()
+    return verify.main(argv)
 
 
 def glued_main(argv=None) -> int:
@@ -154,7 +162,7 @@ def snapshot_main(argv=None) -> int:
     return 0
 
 
-COMMANDS = {"book": build.main, "verify-runs": verify.main, "train": train_main, "bundle": bundle_main,
+COMMANDS = {"book": build.main, "verify-runs": verify_main, "train": train_main, "bundle": bundle_main,
             "campaign": campaign.main, "bench": bench.main, "glued": glued_main,
             "snapshot": snapshot_main}
 

@@ -206,14 +206,16 @@ SCALE_FILE = "_scale_status.md"    # written into the stage; the front page incl
 
 
 def import_results(root: Path, profile: str) -> set[str]:
-    """Install the results bundles committed under results/<profile>/ (verified; runs already cached are kept).
-    Returns the keys of the committed runs."""
+    """Install the results bundles committed under results/<profile>/ (verified; entries already cached are kept):
+    runs into the run cache, measurements into the measurement cache. Returns the keys of the committed runs."""
     keys = set()
     for b in bundles_in(root / "results" / profile):
         try:
             c = install(b)
-            keys |= {r["key"] for r in manifest_of(b)["runs"]}
+            if c["content"] == "runs":
+                keys |= {r["key"] for r in manifest_of(b)["runs"]}
         except BundleError as e:
             raise BuildError(str(e)) from None
-        message(f"{b.relative_to(root)}: {c['installed']} runs installed, {c['present']} already in the run cache")
+        message(f"{b.relative_to(root)}: {c['installed']} {c['content']} installed, {c['present']} already in the "
+                f"{'run' if c['content'] == 'runs' else 'measurement'} cache")
     return keys

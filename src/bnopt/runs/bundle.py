@@ -15,6 +15,10 @@ key against the hash of its config, each result against the checksum in its meta
 or incomplete bundle is refused with the run it concerns named, and nothing is installed. Entries are
 installed the way the cache writes them (scratch folder, atomic rename, first writer wins), so an
 import beside a running build is safe. Runs already in the cache are left as they are.
+
+A bundle holds runs, or measurements made on runs (`bnopt.runs.measured`: the same entry layout, with the
+measurement's key material in config.json); its manifest's `content` says which ("runs" when absent), and `install`
+puts each kind into its own cache.
 """
 from __future__ import annotations
 
@@ -28,11 +32,13 @@ from pathlib import Path
 
 from bnopt.runs.cache import RunCache, _sha256
 from bnopt.runs.config import config_hash
+from bnopt.runs.measured import measure_cache
 
 FORMAT = 1
 FILES = ("config.json", "meta.json", "result.pt")
 # A bundle is a tar file, plain or xz-compressed (the committed ones: about 25 % smaller, about 1 s per 10 MB to read).
 COMPRESSION = {".tar": "", ".tar.xz": "xz"}
+CONTENTS = ("runs", "measurements")      # what a bundle holds (its manifest's `content`)
 
 
 class BundleError(ValueError):
@@ -72,13 +78,27 @@ def without_weights(key: str, cache: RunCache) -> dict[str, bytes] | None:
     return files
 
 
+def content_of(manifest: dict) -> str:
+    """What a bundle holds: 'runs' or 'measurements'."""
+    content = manifest.get("content", "runs")
+    if content not in CONTENTS:
+        raise BundleError(f"bundle content {content!r}: allowed: {', '.join(CONTENTS)}")
+    return content
+
+
+def cache_for(content: str) -> RunCache:
+    """The cache a bundle of `content` installs into (the default run cache, or the measurement cache)."""
+    return RunCache() if content_of({"content": content}) == "runs" else measure_cache()
+
+
 def export(keys: list[str], path: str | os.PathLike, cache: RunCache | None = None, profile: str = "",
-           weights: bool = True) -> dict:
+           weights: bool = True, content: str = "runs") -> dict:
     """Write the cache entries `keys` into a bundle at `path` (atomically). Returns the manifest.
     With weights=False the runs' final weights are left out (see `without_weights`): the metrics and
     probe records stay, and a chapter that needs the trained networks says so when it is built.
+    `content`: 'runs', or 'measurements' (entries of the measurement cache, the default `cache` then).
     Raises BundleError naming the keys the cache lacks."""
-    cache = cache or RunCache()
+    cache = cache or cache_for(content)
     absent = [k for k in keys if not cache.has(k)]
     if absent:
         raise BundleError(f"{len(absent)} run(s) are not in the cache {cache.root}: {', '.join(absent[:10])}"
@@ -96,7 +116,7 @@ def export(keys: list[str], path: str | os.PathLike, cache: RunCache | None = No
                      "wall_time_s": meta.get("wall_time_s"), "device": meta.get("device_name", meta.get("device")),
                      "weights_dropped": bool(meta.get("weights_dropped"))})
     manifest = {"format": FORMAT, "profile": profile, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "weights": weights, "runs": runs}
+                "weights": weights, "content": content, "runs": runs}
     path = Path(path)
     mode = "w:" + compression(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +153,10 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict]:
         raise BundleError(f"{path}: manifest.json is not valid JSON ({e})") from None
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{path}: bundle format {manifest.get('format')!r}; this bnopt reads format {FORMAT}")
+    try:
+        content_of(manifest)
+    except BundleError as e:
+        raise BundleError(f"{path}: {e}") from None
     return manifest, blobs
 
 
@@ -177,10 +201,11 @@ def verify(path: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def install(path: str | os.PathLike, cache: RunCache | None = None) -> dict:
-    """Verify the bundle, then install its runs into the cache. {'installed': n, 'present': n}."""
-    cache = cache or RunCache()
+    """Verify the bundle, then install its entries into `cache` (default: the cache of its content, `cache_for`).
+    {'installed': n, 'present': n, 'content': 'runs' or 'measurements'}."""
     manifest, blobs = verify(path)
-    counts = {"installed": 0, "present": 0}
+    cache = cache or cache_for(content_of(manifest))
+    counts = {"installed": 0, "present": 0, "content": content_of(manifest)}
     for run in manifest["runs"]:
         k = run["key"]
         new = not cache.has(k) and cache.write_entry(k, {name: blobs[f"runs/{k}/{name}"] for name in FILES})

@@ -14,6 +14,11 @@ those steps (`summary.truncate`: training loss and accuracy at every step, every
   deviation of that mean over the committed seeds of the same configuration (at least 2 seeds; else
   TOLERANCE_RELATIVE of the mean). Another CPU's rounding moves a run; it must move it far less than a new seed.
 
+Committed measurements made on the runs (`bnopt.runs.measured`: a trained network's Hessian spectrum, its landscape
+at one point) are checked the same way: per measurement, the entry that was quickest to make is computed again on its
+committed run and compared, bit for bit under the numerics it recorded, else within `measured.RTOL` on its summary
+numbers.
+
 The outcome goes to <data home>/verify-runs.json, which the front page's scale table reports.
 
     bnopt verify-runs --profile narrow [--steps 300]
@@ -32,11 +37,12 @@ import numpy as np
 import torch
 
 from bnopt.analysis.summary import truncate
-from bnopt.runs.bundle import bundles_in, install, manifest_of
+from bnopt.runs.bundle import bundles_in, content_of, install, manifest_of
 from bnopt.runs.cache import RunCache
 from bnopt.runs.config import RunConfig
 from bnopt.runs.data import DataError
 from bnopt.runs.launch import get_task
+from bnopt.runs.measured import measure_cache, recheck
 from bnopt.runs.numerics import numerics
 from bnopt.runs.numerics import threads as numerics_threads
 from bnopt.runs.paths import data_home, repo_root, write_text_atomic
@@ -103,6 +109,8 @@ def committed(profile: str, root: Path | None = None) -> list[dict]:
     root = root or repo_root() or Path.cwd()
     cache, out = RunCache(), []
     for b in bundles_in(root / "results" / profile):
+        if content_of(manifest_of(b)) != "runs":
+            continue
         install(b, cache)
         for r in manifest_of(b)["runs"]:
             material = cache.material(r["key"])
@@ -135,6 +143,40 @@ def tolerance(run: dict, runs: list[dict], steps: int) -> tuple[float, str]:
         return TOLERANCE_SEEDS * sd, f"{TOLERANCE_SEEDS} x the std over {len(same)} committed seeds ({sd:.3g})"
     mean = window_loss(RunCache().load(run["key"]), steps)
     return TOLERANCE_RELATIVE * abs(mean), f"{TOLERANCE_RELATIVE:.0%} of the mean (fewer than 2 seeds committed)"
+
+
+def committed_measurements(profile: str, root: Path | None = None) -> list[dict]:
+    """The committed measurements of `profile` (`bnopt.runs.measured`), installed into the measurement cache
+    (verified): [{'key', 'measurement', 'run', 'meta'}]."""
+    root = root or repo_root() or Path.cwd()
+    cache, out = measure_cache(), []
+    for b in bundles_in(root / "results" / profile):
+        if content_of(manifest_of(b)) != "measurements":
+            continue
+        install(b, cache)
+        for r in manifest_of(b)["runs"]:
+            m = cache.material(r["key"])
+            out.append({"key": r["key"], "measurement": m["measurement"], "run": m["run"], "meta": cache.meta(r["key"])})
+    return out
+
+
+def recheck_measurements(profile: str, root: Path | None = None) -> list[dict]:
+    """Compute again, per measurement, the committed entry that took the least time to make (ties: the first key), on
+    its committed run, and compare (`bnopt.runs.measured.recheck`). The measurements must be registered (the book's
+    are, by `bnopt verify-runs`)."""
+    chosen = {}
+    for e in sorted(committed_measurements(profile, root), key=lambda e: (e["meta"].get("wall_time_s", 0), e["key"])):
+        chosen.setdefault(e["measurement"], e)
+    out, runs = [], RunCache()
+    for name, e in sorted(chosen.items()):
+        result = runs.load(e["run"])
+        if result is None:
+            raise VerifyError(f"measurement {name} [{e['key']}] was made on run {e['run']}, which no committed "
+                              f"bundle of {profile!r} holds")
+        cfg = RunConfig.from_dict(runs.material(e["run"])["config"])
+        out.append({**recheck(e["key"], cfg, result), "run": result["meta"].get("description", e["run"]),
+                    "recorded": e["meta"].get("numerics")})
+    return out
 
 
 def _retrain(cfg_dict: dict, threads: int) -> dict:
@@ -186,12 +228,15 @@ def verify(profile: str, steps: int = DEFAULT_STEPS, n: int = len(SAMPLE), worke
                 entry["why"] = f"mean loss over its last {WINDOW} steps moved {gap:.3g}, more than {allowed:.3g} ({how})"
                 failures.append(entry)
         outcome["checked"].append(entry)
+    outcome["measurements"] = recheck_measurements(profile, root)
+    failures += [{"kind": e["measurement"], "run": e["run"], "key": e["key"], "why": e["why"]}
+                 for e in outcome["measurements"] if not e["ok"]]
     outcome["passed"] = not failures
     path = data_home() / OUTCOME_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(outcome, indent=1))
     if failures:
-        raise VerifyError("committed runs that do not reproduce: " + "; ".join(
+        raise VerifyError("committed runs or measurements that do not reproduce: " + "; ".join(
             f"{e['run']} [{e['key']}] ({e['kind']}): {e['why']}" for e in failures))
     return outcome
 
@@ -217,6 +262,9 @@ def outcome_line(profile: str, committed_keys: set[str]) -> str:
             parts.append(f"{e['run']}: bit-identical")
         else:
             parts.append(f"{e['run']}: within tolerance (loss moved {e['gap']:.2g}, allowed {e['allowed']:.2g})")
+    for e in o.get("measurements", []):
+        parts.append(f"the measurement {e['measurement']} on {e['run']}: "
+                     + ("bit-identical" if e["mode"] == "exact" else f"computed again, {e['why']}"))
     verdict = "passed" if o.get("passed") else "FAILED"
     return (f"`make verify-runs` {verdict} on {o['date'][:10]} ({o['numerics']}): the first {o['steps']} steps of "
             f"{len(checked)} committed runs retrained and compared with their records: " + "; ".join(parts) + ".")
@@ -245,6 +293,9 @@ def main(argv=None) -> int:
         print(f"[verify] {e['kind']:13s} {e['run']} [{e['key']}]: {e['mode']}, "
               + ("skipped: " + e["why"] if e["mode"] == "skipped" else "bit-identical" if e["identical"] else
                  f"loss moved {e['gap']:.3g} (allowed {e['allowed']:.3g}: {e['tolerance']})"))
+    for e in o["measurements"]:
+        print(f"[verify] {e['measurement']:13s} on {e['run']} [{e['key']}]: {e['mode']}, "
+              + ("bit-identical" if e["mode"] == "exact" else e["why"]) + f" ({e['seconds']:.1f} s)")
     if o["missing_kinds"]:
         print(f"[verify] not committed yet, so not checked: {', '.join(o['missing_kinds'])}")
     print(f"[verify] {len(o['checked'])} committed {a.profile} runs reproduce ({o['numerics']}) "

@@ -10,6 +10,7 @@ from bnopt.analysis import summary as S
 from bnopt.analysis.verdict import theory
 from bnopt.book import claims
 from bnopt.book.chapters.bn_math.basics import EXACT, rel_err
+from bnopt.book.measurements import point
 from bnopt.book.report import sci
 from bnopt.runs.launch import fixed_batch
 from bnopt.runs.train import model_of
@@ -98,17 +99,21 @@ def theorem41_figure(t41: dict):
 
 # --- 5. Theorem 4.2 ------------------------------------------------------------------------------------
 
-def theorem42_all(nets: dict, xb, yb, layers: list, units_per_layer: int) -> dict:
-    """{network: {'lhs', 'rhs', 'uHu', 'gHg'}} for `units_per_layer` random units of each layer."""
-    out = {}
-    for name, net in nets.items():
-        parts = []
-        for layer in layers:
-            n_units = net.blocks[layer - 1].layer.weight.shape[0]
-            units = torch.randperm(n_units, generator=torch.Generator().manual_seed(layer))[:units_per_layer].tolist()
-            parts.append(bnmath.theorem42(net, layer, xb, yb, units, eps=0.0))
-        out[name] = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    return out
+def network_runs(grid: dict, runs: dict, seeds: list, norm: str = "batch") -> dict:
+    """{name: (config, result, when)}: the runs behind `networks`, in its order (the initialisation is the first
+    seed's run before training)."""
+    cfgs, rs = grid[norm], runs[norm]
+    return {"initialisation": (cfgs[0], rs[0], "initialisation"),
+            **{f"trained, seed {s}": (c, r, "trained") for s, c, r in zip(seeds, cfgs, rs)}}
+
+
+def theorem42_all(grid: dict, runs: dict, seeds: list, n_batch: int, layers: list, units_per_layer: int,
+                  batch_seed: int = 123) -> dict:
+    """{network: {'lhs', 'rhs', 'uHu', 'gHg'}} for `units_per_layer` random units of each layer of the BN networks
+    (`bnopt.book.measurements.theorem42` on `theory_batch`'s batch: read from the measurement cache, else computed)."""
+    return {name: point("theorem42", c, r, when=when, layers=list(layers), units_per_layer=units_per_layer,
+                        batch=n_batch, batch_seed=batch_seed)
+            for name, (c, r, when) in network_runs(grid, runs, seeds).items()}
 
 
 def assumption_counts(t42: dict, names: list) -> tuple[int, int]:
@@ -145,9 +150,11 @@ def theorem42_report(t42: dict, layers: list, folder=".") -> tuple[tuple, dict]:
 
 # --- 5b. Observation 4.3 -------------------------------------------------------------------------------
 
-def observation43_all(std_nets: dict, xb, yb) -> dict:
-    """{network: bnmath.observation43 at every layer} for the standard (no BN) networks."""
-    return {name: bnmath.observation43(net, xb, yb, range(1, len(net.blocks) + 1)) for name, net in std_nets.items()}
+def observation43_all(grid: dict, runs: dict, seeds: list, n_batch: int, batch_seed: int = 123) -> dict:
+    """{network: `theory.observation43` at every layer} for the standard (no BN) networks (`bnopt.book.measurements.
+    observation43` on `theory_batch`'s batch: read from the measurement cache, else computed)."""
+    return {name: point("observation43", c, r, when=when, batch=n_batch, batch_seed=batch_seed)
+            for name, (c, r, when) in network_runs(grid, runs, seeds, norm="none").items()}
 
 
 def observation43_report(obs: dict, folder=".") -> tuple[object, tuple, dict]:

@@ -9,12 +9,10 @@ from bnopt.book import claims
 from bnopt.book import plotting as P
 from bnopt.book.chapters.common import last_fraction_mean, net_label, scale_tag
 from bnopt.book.chapters.smoothness.bands import C
+from bnopt.book.measurements import point
 from bnopt.book.report import pm_g
-from bnopt.measure.curvature import density_moment, outlier_ratio, spectral_density
+from bnopt.measure.curvature import density_moment, outlier_ratio
 from bnopt.measure.landscape import LandscapeProbe
-from bnopt.measure.probes import ProbeContext
-from bnopt.runs.launch import fixed_batch
-from bnopt.runs.train import model_of
 
 # --- the Hessian spectrum (Ghorbani, Krishnan & Xiao 2019) -------------------------------------------------
 
@@ -26,19 +24,16 @@ SPECTRUM_CASES = [("none", "initialisation", True), ("none", "trained", True), (
 def hessian_spectra(grid: dict, results: dict, lr: float, seeds: list, point_seeds: list, iters: int, vectors: int,
                     batch: int) -> dict:
     """{(norm, when, train_mode): [SLQ density per seed in `point_seeds`]} of the VGG's minibatch Hessian
-    (`bnopt.measure.curvature.spectral_density`, float32 as trained), for the cases of SPECTRUM_CASES."""
-    import torch.nn.functional as F
-
-
+    (`bnopt.book.measurements.hessian_spectrum`, float32 as trained), for the cases of SPECTRUM_CASES: read from the
+    measurement cache (the committed measurements), else computed now."""
     out = {}
     for norm, when, train_mode in SPECTRUM_CASES:
         if ("vgg", norm, lr) not in grid:            # a re-execution without that normalization
             continue
         cfgs, rs = grid[("vgg", norm, lr)], results[("vgg", norm, lr)]
-        x, y = fixed_batch(cfgs[0], batch)
         out[(norm, when, train_mode)] = [
-            spectral_density(model_of(cfgs[seeds.index(s)], rs[seeds.index(s)] if when == "trained" else None),
-                             x, y, F.cross_entropy, iters, vectors, train_mode, seed=s) for s in point_seeds]
+            point("hessian_spectrum", cfgs[seeds.index(s)], rs[seeds.index(s)], when=when, train_mode=train_mode,
+                  iters=iters, vectors=vectors, batch=batch, seed=s) for s in point_seeds]
     return out
 
 
@@ -47,27 +42,17 @@ def direction_landscape(grid: dict, results: dict, lr: float, norms: list, seeds
     """{(norm, when, direction): {'beta', 'loss_width', 'g_max'}: per seed in `point_seeds`, the median over
     `point_batches` training batches} of `LandscapeProbe` at one point of each VGG run (its initialisation
     and its final weights), along the gradient and along a Gaussian direction of the gradient's norm, at
-    the chapter's step sizes (multiples of the LR), BN in train mode."""
-    import torch.nn.functional as F
-
-
+    the chapter's step sizes (multiples of the LR), BN in train mode (`bnopt.book.measurements.direction_point`,
+    read from the measurement cache, else computed now)."""
     etas = [m * lr for m in eta_multiples]
     out = {}
     for norm in norms:
         cfgs, rs = grid[("vgg", norm, lr)], results[("vgg", norm, lr)]
-        batches = [fixed_batch(cfgs[0], batch_size, seed=1000 + b) for b in range(point_batches)]
         for when in ("initialisation", "trained"):
-            per = {d: {"beta": [], "loss_width": [], "g_max": []} for d in LandscapeProbe.DIRECTIONS}
-            for s in point_seeds:
-                i = seeds.index(s)
-                model = model_of(cfgs[i], rs[i] if when == "trained" else None)     # built once for both directions
-                for direction, per_seed in per.items():
-                    probe = LandscapeProbe(model, etas, direction=direction, seed=s)
-                    recs = [probe(ProbeContext(b, model, x, y, None, F.cross_entropy)) for b, (x, y) in enumerate(batches)]
-                    per_seed["beta"].append(float(np.median([r["beta"] for r in recs])))
-                    per_seed["loss_width"].append(float(np.median([float(r["loss"].max() - r["loss"].min()) for r in recs])))
-                    per_seed["g_max"].append(float(np.median([float(r["grad_diff"].max()) for r in recs])))
-            out.update({(norm, when, d): v for d, v in per.items()})
+            per_seed = [point("direction_point", cfgs[seeds.index(s)], rs[seeds.index(s)], when=when, etas=etas,
+                              batches=point_batches, batch_size=batch_size, seed=s) for s in point_seeds]
+            out.update({(norm, when, d): {k: [v[d][k] for v in per_seed] for k in ("beta", "loss_width", "g_max")}
+                        for d in LandscapeProbe.DIRECTIONS})
     return out
 
 
