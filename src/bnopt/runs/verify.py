@@ -37,12 +37,12 @@ import numpy as np
 import torch
 
 from bnopt.analysis.summary import truncate
-from bnopt.runs.bundle import bundles_in, content_of, install, manifest_of
+from bnopt.runs.bundle import bundles_in, cache_for, content_of, install, manifest_of
 from bnopt.runs.cache import RunCache
 from bnopt.runs.config import RunConfig
 from bnopt.runs.data import DataError
 from bnopt.runs.launch import get_task
-from bnopt.runs.measured import measure_cache, recheck
+from bnopt.runs.measured import recheck
 from bnopt.runs.numerics import numerics
 from bnopt.runs.numerics import threads as numerics_threads
 from bnopt.runs.paths import data_home, repo_root, write_text_atomic
@@ -104,19 +104,23 @@ def window_loss(result: dict, steps: int) -> float:
     return float(loss[-min(WINDOW, len(loss)):].mean())
 
 
+def _installed(profile: str, root: Path | None, content: str) -> tuple[RunCache, list[str]]:
+    """Install the committed bundles of `profile` that hold `content` into that content's cache (verified); returns
+    the cache and the keys of their entries."""
+    root = root or repo_root() or Path.cwd()
+    cache, keys = cache_for(content), []
+    for b in bundles_in(root / "results" / profile):
+        if content_of(manifest_of(b)) == content:
+            install(b, cache)
+            keys += [r["key"] for r in manifest_of(b)["runs"]]
+    return cache, keys
+
+
 def committed(profile: str, root: Path | None = None) -> list[dict]:
     """The committed runs of `profile`, installed into the run cache (verified): [{'key', 'config', 'meta'}]."""
-    root = root or repo_root() or Path.cwd()
-    cache, out = RunCache(), []
-    for b in bundles_in(root / "results" / profile):
-        if content_of(manifest_of(b)) != "runs":
-            continue
-        install(b, cache)
-        for r in manifest_of(b)["runs"]:
-            material = cache.material(r["key"])
-            out.append({"key": r["key"], "config": RunConfig.from_dict(material["config"]),
-                        "fingerprint": material["data_fingerprint"], "meta": cache.meta(r["key"])})
-    return out
+    cache, keys = _installed(profile, root, "runs")
+    return [{"key": k, "config": RunConfig.from_dict(cache.material(k)["config"]),
+             "fingerprint": cache.material(k)["data_fingerprint"], "meta": cache.meta(k)} for k in keys]
 
 
 def pick(runs: list[dict], n: int = len(SAMPLE)) -> list[tuple[str, dict]]:
@@ -148,16 +152,9 @@ def tolerance(run: dict, runs: list[dict], steps: int) -> tuple[float, str]:
 def committed_measurements(profile: str, root: Path | None = None) -> list[dict]:
     """The committed measurements of `profile` (`bnopt.runs.measured`), installed into the measurement cache
     (verified): [{'key', 'measurement', 'run', 'meta'}]."""
-    root = root or repo_root() or Path.cwd()
-    cache, out = measure_cache(), []
-    for b in bundles_in(root / "results" / profile):
-        if content_of(manifest_of(b)) != "measurements":
-            continue
-        install(b, cache)
-        for r in manifest_of(b)["runs"]:
-            m = cache.material(r["key"])
-            out.append({"key": r["key"], "measurement": m["measurement"], "run": m["run"], "meta": cache.meta(r["key"])})
-    return out
+    cache, keys = _installed(profile, root, "measurements")
+    return [{"key": k, "measurement": cache.material(k)["measurement"], "run": cache.material(k)["run"],
+             "meta": cache.meta(k)} for k in keys]
 
 
 def recheck_measurements(profile: str, root: Path | None = None) -> list[dict]:
