@@ -109,7 +109,9 @@ def test_weight_decay_runs_probe_at_the_reference_steps_and_are_checked():
 
 def test_reads_weights_names_exactly_the_chapters_that_rebuild_trained_networks():
     """experiments.READS_WEIGHTS (which chapters a bundle without weights cannot serve) against the code: the
-    chapter modules that call train.model_of(cfg, result), i.e. with a second argument."""
+    chapter modules that call train.model_of(cfg, result), i.e. with a second argument, or measure a run at a point
+    (`bnopt.book.measurements.point(name, cfg, result, ...)`: the trained network, where no measurement is
+    committed)."""
     import ast
     from pathlib import Path
 
@@ -119,7 +121,8 @@ def test_reads_weights_names_exactly_the_chapters_that_rebuild_trained_networks(
     folder = Path(bnopt.book.chapters.__file__).parent
     for path in folder.rglob("*.py"):               # a chapter is a module or a package of modules
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "model_of" and len(node.args) >= 2:
+            if isinstance(node, ast.Call) and (getattr(node.func, "id", None) == "model_of" and len(node.args) >= 2
+                                               or getattr(node.func, "id", None) == "point" and len(node.args) >= 3):
                 calls.add(path.relative_to(folder).parts[0].removesuffix(".py"))
     assert calls == set(READS_WEIGHTS) and calls <= set(GRIDS)
 
