@@ -186,7 +186,8 @@ def test_committed_results_stay_under_the_size_cap_and_verify():
 
 
 def test_committed_runs_are_runs_of_their_profile():
-    """Every committed measurement was made on a committed run of its folder, and every committed run is still a run
+    """Every committed measurement was made on a committed run of its folder (on its committed bits, where it reads
+    them), and every committed run is still a run
     of its profile: a change that reaches a frozen profile's configurations
     (a chapter default, a probe option, a cadence) would orphan the committed runs and retrain them silently.
     The configurations are compared, not the keys, so that no dataset is needed (a key also holds the data's
@@ -194,18 +195,20 @@ def test_committed_runs_are_runs_of_their_profile():
     from bnopt.runs.config import canonical_json
     from bnopt.runs.paths import repo_root
     for folder in sorted((repo_root() / "results").glob("*")):
-        committed, keys, measured_on = {}, set(), {}
+        committed, keys, measured_on, digests = {}, set(), {}, {}
         for b in bundle.bundles_in(folder):
             manifest, blobs = bundle.verify(b)
             for r in manifest["runs"]:
                 material = json.loads(blobs[f"runs/{r['key']}/config.json"])
                 if bundle.content_of(manifest) == "measurements":
-                    measured_on[r["key"]] = material["run"]
+                    measured_on[r["key"]] = (material["run"], material.get("run_result"))
                     continue
+                digests[r["key"]] = json.loads(blobs[f"runs/{r['key']}/meta.json"])["result_sha256"]
                 committed[canonical_json(material["config"])] = f"{r['key']} ({r['description']})"
                 keys.add(r["key"])
-        orphans = sorted(k for k, run in measured_on.items() if run not in keys)
-        assert not orphans, f"{folder.name}: committed measurements of runs not committed: {', '.join(orphans)}"
+        orphans = sorted(k for k, (run, bits) in measured_on.items()
+                         if run not in keys or bits is not None and bits != digests[run])
+        assert not orphans, f"{folder.name}: committed measurements of runs (or run bits) not committed: {', '.join(orphans)}"
         if committed:
             declared = {canonical_json(cfg.key_dict()) for cfg in E.profile_configs(folder.name)}
             orphans = sorted(v for k, v in committed.items() if k not in declared)

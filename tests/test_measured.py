@@ -48,8 +48,27 @@ def test_a_measurement_is_computed_once_then_read_bit_for_bit(dln_run):
                       key=lambda k: measured.measure_cache().material(k)["params"]["scale"])
     meta = measured.measure_cache().meta(k2)
     assert meta["run"] == result["meta"]["key"] and meta["numerics"] and meta["git_commit"]
-    assert k2 == measured.measured_key("scaled_loss", result["meta"]["key"], {"scale": 2.0}) != k3
+    assert k2 == measured.measured_key("scaled_loss", result["meta"]["key"], {"scale": 2.0},
+                                       result["meta"]["result_sha256"]) != k3
     assert not any(k in RunCache().entries() for k in (k2, k3))                  # apart from the runs
+
+
+def test_a_measurement_of_the_result_is_keyed_by_its_bits_one_of_the_config_is_not(dln_run):
+    """The same config trained to other bits (another CPU's rounding) gets its own entry where the measurement reads
+    the result; a measurement that reads only the config (at initialisation) shares one entry across both."""
+    cfg, result = dln_run
+    other_bits = {**result, "train_loss": result["train_loss"] * (1 + 1e-6),
+                  "meta": {**result["meta"], "result_sha256": "0" * 64}}
+    first = measured.measured("scaled_loss", cfg, result, {"scale": 2.0})
+    second = measured.measured("scaled_loss", cfg, other_bits, {"scale": 2.0})
+    assert len(CALLS) == 2 and not torch.equal(first["loss"], second["loss"])
+    assert len(measured.entries_of([result["meta"]["key"]])) == 2
+    measured.register("initial_scale", lambda c, r, p: {"scale": torch.tensor(p["scale"] * c.seed + 1.0)},
+                      lambda v: {"scale": float(v["scale"])}, reads_result=lambda p: False)
+    a = measured.measured("initial_scale", cfg, result, {"scale": 2.0})
+    b = measured.measured("initial_scale", cfg, other_bits, {"scale": 2.0})
+    assert torch.equal(a["scale"], b["scale"]) and len(measured.entries_of([result["meta"]["key"]])) == 3
+    assert BM.trained({"when": "trained"}) and not BM.trained({"when": "initialisation"})
 
 
 def test_bad_input_names_the_choices(dln_run):

@@ -96,12 +96,18 @@ def tensor_summary(v: dict) -> dict:
             if isinstance(x, (torch.Tensor, int, float)) and not (isinstance(x, torch.Tensor) and not x.is_floating_point())}
 
 
+def trained(p: dict) -> bool:
+    """Whether a measurement with params `p` reads the run's trained weights (p['when'] == 'trained'), which puts the
+    result's digest in its cache key; at initialisation it reads the run's config only."""
+    return p.get("when") == "trained"
+
+
 def register_all() -> None:
     """Register the book's measurements (at import; again for a command that rechecks committed entries)."""
-    register("hessian_spectrum", hessian_spectrum, spectrum_summary)
-    register("direction_point", direction_point, direction_summary)
-    register("theorem42", theorem42, tensor_summary)
-    register("observation43", observation43, tensor_summary)
+    register("hessian_spectrum", hessian_spectrum, spectrum_summary, trained)
+    register("direction_point", direction_point, direction_summary, trained)
+    register("theorem42", theorem42, tensor_summary, trained)
+    register("observation43", observation43, tensor_summary, trained)
 
 
 register_all()

@@ -23,6 +23,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import torch
 
 from bnopt._version import __version__
 from bnopt.runs.config import config_hash
+from bnopt.runs.numerics import numerics
 from bnopt.runs.paths import data_home, repo_root
 
 STALE_SCRATCH_S = 3600.0   # a save takes seconds; a scratch folder this old belongs to a dead writer
@@ -141,6 +143,15 @@ def library_versions() -> dict:
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": numpy.__version__, "bnopt": __version__}
+
+
+def provenance(description: str, started: float, wall_time_s: float, **extra) -> dict:
+    """The meta every cache entry records about where and how it was computed: what it is (`description`), the
+    commit, the library versions, `numerics()` and the thread count (which together fix its bits), when it started
+    (`started`, time.time()) and how long it took; `extra` adds entry-specific fields (a run's device)."""
+    return {"description": description, "git_commit": git_commit(), "versions": library_versions(),
+            "numerics": numerics(), "threads": torch.get_num_threads(), "wall_time_s": wall_time_s,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)), **extra}
 
 
 class RunCache:

@@ -10,10 +10,9 @@ import time
 
 import torch
 
-from bnopt.runs.cache import RunCache, git_commit, library_versions
+from bnopt.runs.cache import RunCache, provenance
 from bnopt.runs.config import RunConfig, canonical_json
 from bnopt.runs.data import Task, prepare
-from bnopt.runs.numerics import numerics
 from bnopt.runs.progress import message
 from bnopt.runs.train import Checkpoints, resolve_device, train
 
@@ -67,11 +66,8 @@ def run(cfg: RunConfig, *, device: str | torch.device | None = None, force: bool
     message(f"training {describe(cfg)} [{key}] on {device}{resumed}")
     t0 = time.time()
     result = train(cfg, task=task, device=device, label=describe(cfg), checkpoints=ckpt, stop_at=stop_at)
-    meta = {"git_commit": git_commit(), "versions": library_versions(), "device": result["device"],
-            "device_name": result["device_name"], "wall_time_s": result["wall_time_s"],
-            "threads": torch.get_num_threads(), "numerics": numerics(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
-            "description": describe(cfg)}
+    meta = provenance(describe(cfg), t0, result["wall_time_s"], device=result["device"],
+                      device_name=result["device_name"])
     result["meta"] = {**cache.save(key, material, result, meta), "from_cache": False}
     if ckpt:
         ckpt.path.unlink(missing_ok=True)

@@ -2,8 +2,10 @@
 committed like the runs themselves, so that a build reads them instead of computing them.
 
 A measurement is a named function of one run (its config, and its result where it needs the trained weights) and of
-its parameters. Its entry is keyed by a hash of {measurement name, run key, parameters}: the run key already holds
-the run's full config and its data's fingerprint. The entries live in a cache of their own (`<data home>/measured/`,
+its parameters. Its entry is keyed by a hash of {measurement name, run key, parameters} and, where it reads the run's
+result (its `reads_result(params)`), the digest of that result's bits (`meta.result_sha256`): the run key already
+holds the run's full config and its data's fingerprint, and the digest tells apart two trainings of one config under
+other rounding (a measurement of one is never read for the other). The entries live in a cache of their own (`<data home>/measured/`,
 the run cache's class: atomic write-once entries, safe with several writers, a corrupt one recomputed), apart from
 the runs, so that nothing that lists runs meets them. Each entry's meta records where it was computed (commit,
 library versions, `bnopt.runs.numerics` and the thread count, which together fix its bits; wall time).
@@ -25,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from bnopt.runs.cache import RunCache, git_commit, library_versions
+from bnopt.runs.cache import RunCache, provenance
 from bnopt.runs.numerics import numerics, threads
 from bnopt.runs.paths import data_home
 
@@ -41,17 +43,20 @@ class MeasurementError(ValueError):
 @dataclass(frozen=True)
 class Measurement:
     """compute(cfg, result, params) -> dict of tensors and numbers; summary(value) -> {name: float}, the numbers a
-    recheck under other numerics compares."""
+    recheck under other numerics compares; reads_result(params) -> whether `compute` reads the run's result (its
+    trained weights) with these params, not only its config."""
     compute: Callable
     summary: Callable
+    reads_result: Callable = lambda params: True
 
 
 REGISTRY: dict[str, Measurement] = {}
 
 
-def register(name: str, compute: Callable, summary: Callable) -> None:
-    """Make `name` a measurement that `measured` can cache and `recheck` can recompute (idempotent)."""
-    REGISTRY[name] = Measurement(compute, summary)
+def register(name: str, compute: Callable, summary: Callable, reads_result: Callable | None = None) -> None:
+    """Make `name` a measurement that `measured` can cache and `recheck` can recompute (idempotent). `reads_result`
+    (params -> bool; default: always) says when it reads the run's result, which puts the result's digest in its key."""
+    REGISTRY[name] = Measurement(compute, summary, reads_result or (lambda params: True))
 
 
 def measurement(name: str) -> Measurement:
@@ -65,44 +70,54 @@ def measure_cache(root=None) -> RunCache:
     return RunCache(root or data_home() / MEASURED_DIR)
 
 
-def material(name: str, run_key: str, params: dict) -> dict:
-    """An entry's key material: what it is a function of."""
-    return {"measurement": name, "run": run_key, "params": params}
+def material(name: str, run_key: str, params: dict, run_result: str | None = None) -> dict:
+    """An entry's key material: what it is a function of (`run_result`: the digest of the run's result, where the
+    measurement reads it)."""
+    out = {"measurement": name, "run": run_key, "params": params}
+    return {**out, "run_result": run_result} if run_result is not None else out
 
 
-def measured_key(name: str, run_key: str, params: dict) -> str:
-    """The cache key of measurement `name` with `params` on the run `run_key`.
+def measured_key(name: str, run_key: str, params: dict, run_result: str | None = None) -> str:
+    """The cache key of measurement `name` with `params` on the run `run_key` (whose result has the digest
+    `run_result`, where the measurement reads it).
 
     >>> a, b = measured_key("m", "abc", {"n": 1}), measured_key("m", "abc", {"n": 2})
-    >>> len(a), a == measured_key("m", "abc", {"n": 1}), a == b
-    (16, True, False)
+    >>> len(a), a == measured_key("m", "abc", {"n": 1}), a == b, a == measured_key("m", "abc", {"n": 1}, "d1")
+    (16, True, False, False)
     """
-    return RunCache.key(material(name, run_key, params))
+    return RunCache.key(material(name, run_key, params, run_result))
+
+
+def key_material(name: str, result: dict, params: dict) -> dict:
+    """The key material of measurement `name` with `params` on the run whose cached result is `result` (its meta
+    names the run's key and its result's digest)."""
+    m = measurement(name)
+    meta = result.get("meta", {}) if isinstance(result, dict) else {}
+    if "key" not in meta or "result_sha256" not in meta:
+        raise MeasurementError(f"measurement {name!r} needs the run's cached result (its meta names the run key and "
+                               f"the result's digest): run it with bnopt.runs.launch.run")
+    return material(name, meta["key"], params, meta["result_sha256"] if m.reads_result(params) else None)
 
 
 def _plain(value: dict) -> dict:
     return {k: v for k, v in value.items() if k != "meta"}
 
 
-def measured(name: str, cfg, result: dict | None, params: dict, cache: RunCache | None = None) -> dict:
+def measured(name: str, cfg, result: dict, params: dict, cache: RunCache | None = None) -> dict:
     """Measurement `name` with `params` on the run (`cfg`, and `result`: the run's cached result, whose meta names its
-    key; the measurement may read only its config, e.g. at initialisation): read from the cache, else computed and
-    stored."""
-    m = measurement(name)
-    if result is None or "key" not in result.get("meta", {}):
-        raise MeasurementError(f"measurement {name!r} needs the run's cached result (its meta names the run key)")
+    key and digest; the measurement may read only its config, e.g. at initialisation): read from the cache, else
+    computed and stored."""
+    m, mat = measurement(name), key_material(name, result, params)
     cache = cache or measure_cache()
-    run_key = result["meta"]["key"]
-    key = measured_key(name, run_key, params)
+    key = RunCache.key(mat)
     hit = cache.load(key)
     if hit is not None:
         return _plain(hit)
     t0 = time.time()
     value = m.compute(cfg, result, params)
-    meta = {"description": f"{name} on {result['meta'].get('description', run_key)}", "run": run_key,
-            "git_commit": git_commit(), "versions": library_versions(), "numerics": numerics(),
-            "threads": torch.get_num_threads(), "wall_time_s": time.time() - t0, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0))}
-    cache.save(key, material(name, run_key, params), value, meta)
+    meta = provenance(f"{name} on {result['meta'].get('description', mat['run'])}", t0, time.time() - t0,
+                      run=mat["run"])
+    cache.save(key, mat, value, meta)
     return value
 
 
