@@ -184,3 +184,23 @@ def test_an_entry_records_its_thread_count_and_is_rechecked_with_it(tiny_data):
     assert measured.measure_cache().meta(key)["threads"] == 1 and torch.get_num_threads() == 2
     e = measured.recheck(key, cfg, result)
     assert e["mode"] == "exact" and e["ok"] and torch.get_num_threads() == 2
+
+
+def test_a_measurement_made_on_a_chapters_run_is_one_of_that_chapters_inputs(dln_run, tmp_path):
+    """A warm build reuses a chapter only when the measurements of its runs are the ones it read: a measurement
+    made (or removed) on one of its runs changes its digest; one on another chapter's run does not."""
+    from bnopt.book import reuse
+
+    cfg, result = dln_run
+    other = runs.run(cfg.replace(seed=1), device="cpu")
+    nb = tmp_path / "chapter.ipynb"
+    nb.write_text("{}")
+    digest = lambda keys: reuse.chapter_digest("common", nb, {}, keys)
+    mine, theirs = digest([result["meta"]["key"]]), digest([other["meta"]["key"]])
+    measured.measured("scaled_loss", cfg, result, {"scale": 2.0})
+    assert digest([result["meta"]["key"]]) != mine and digest([other["meta"]["key"]]) == theirs
+    after = digest([result["meta"]["key"]])
+    assert digest([result["meta"]["key"]]) == after                             # stable once made
+    import shutil
+    shutil.rmtree(measured.measure_cache().root)                                  # removed: the chapter's input again
+    assert digest([result["meta"]["key"]]) == mine

@@ -162,8 +162,8 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
         except BaseException:
             failed.set()
             raise
-        if nb.stem in digests:
-            reuse.remember(stage, nb.stem, digests[nb.stem])
+        if nb.stem in digests:                     # its inputs as it read them: with the measurements it made
+            reuse.remember(stage, nb.stem, reuse.chapter_digest(common, nb, given[nb.stem], run_keys.get(nb.stem, [])))
         with lock:
             timings[nb.stem] = seconds
             record.update(chapters={**record.data.get("chapters", {}), nb.stem: seconds})

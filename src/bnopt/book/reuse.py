@@ -2,7 +2,8 @@
 
 A chapter's inputs are its notebook, the parameters it executes with, the package's source (every .py file of
 the `bnopt` that runs it), the committed book snapshots (`bnopt.book.scales`), the runs it reads (their cache keys
-and their entries' files), the CPU numerics, the versions of the libraries that train and analyse
+and their entries' files) and the measurements made on them (`bnopt.runs.measured`: their entries' files), the CPU
+numerics, the versions of the libraries that train and analyse
 (`CHAPTER_LIBRARIES`), and the data folder. When a chapter succeeds, the build stores their digest and the digests
 of the claim records the chapter wrote (<stage>/.executed/<chapter>.json).
 A later build skips the chapter when the digest is the same and the executed copy and those records are still
@@ -19,6 +20,7 @@ from pathlib import Path
 from bnopt.book import claims
 from bnopt.book.scales import SNAPSHOT_NAME
 from bnopt.runs.cache import RunCache, library_versions
+from bnopt.runs.measured import entries_of, measure_cache
 from bnopt.runs.numerics import numerics
 from bnopt.runs.paths import write_text_atomic
 
@@ -54,16 +56,24 @@ def common_digest(root: Path, data: str, package: Path = PACKAGE) -> str:
     return h.hexdigest()
 
 
-def chapter_digest(common: str, nb: Path, parameters: dict, keys: list[str], cache: RunCache | None = None) -> str:
-    """One chapter's inputs: the shared ones, its notebook, its parameters and its runs (`keys`, the cache keys of its
-    runs; each entry's files by name, size and modification time: a run trained or imported again is a new input)."""
-    cache = cache or RunCache()
+def _entry_files(cache: RunCache, key: str) -> list:
+    d = cache.path(key)
+    return sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in d.iterdir()) if d.is_dir() else []
+
+
+def chapter_digest(common: str, nb: Path, parameters: dict, keys: list[str], cache: RunCache | None = None,
+                   measured: RunCache | None = None) -> str:
+    """One chapter's inputs: the shared ones, its notebook, its parameters, its runs (`keys`, the cache keys of its
+    runs; each entry's files by name, size and modification time: a run trained or imported again is a new input)
+    and the measurements made on those runs (`measured`, the measurement cache: each entry's files alike). Taken
+    again after the chapter executed, it holds the measurements the chapter made."""
+    cache, measured = cache or RunCache(), measured or measure_cache()
     h = hashlib.sha256(f"{common}\0{_sha(Path(nb).read_bytes())}\0".encode())
     h.update(json.dumps(parameters, sort_keys=True, default=repr).encode())
     for key in sorted(set(keys)):
-        d = cache.path(key)
-        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in d.iterdir()) if d.is_dir() else []
-        h.update(json.dumps([key, files]).encode())
+        h.update(json.dumps([key, _entry_files(cache, key)]).encode())
+    for key in entries_of(set(keys), measured):
+        h.update(json.dumps(["measured", key, _entry_files(measured, key)]).encode())
     return h.hexdigest()
 
 
