@@ -184,6 +184,10 @@ def stage_book(root: Path, stage: Path, profile: str, only: list[str] | None = N
             futures = [pool.submit(execute, nb) for nb in together]
             for f in as_completed(futures):
                 f.result()                         # the first failure stops the build (no other starts)
+        # each executed chapter's inputs as they stand after all of them: a measurement that one chapter made on a
+        # run another one also reads is that other chapter's input too (else its next build would execute it again)
+        for nb in [nb for nb in together if nb.stem not in reused]:
+            reuse.remember(stage, nb.stem, reuse.chapter_digest(common, nb, given[nb.stem], run_keys.get(nb.stem, [])))
         record.update(chapters_wall=time.perf_counter() - t0, chapter_jobs=jobs)
         for nb in [nb for nb in selected if nb.stem in ALONE]:
             execute(nb)
