@@ -45,6 +45,7 @@ def test_moves_compares_only_claims_measured_at_another_profile(tmp_path):
     assert counts == {"compared": 1, "same": 0, "moved": 1}
     assert header[2] == "verdict at quick" and len(rows) == 1 and rows[0][0].startswith(claims.BY_ID[ids[0]].text)
     assert "`reproduced`" in rows[0][2] and "`contradicted`" in rows[0][3] and rows[0][3].endswith("⇐ moved")
+    assert header[-1] == "what changed" and rows[0][-1] == "the effect changed side"     # per-seed ratios inverted
     assert scales.moves_line(counts, snap).endswith("0 keep the verdict they had there and 1 moved")
     assert scales.moves({}, None)[2]["compared"] == 0 and "nothing to compare" in scales.moves_line({}, None)
     assert "nothing to compare" in scales.moves_line({"compared": 0, "same": 0, "moved": 0}, snap)

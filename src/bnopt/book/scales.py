@@ -12,6 +12,7 @@ the snapshot's glued values (`glued_at`) beside its own.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -91,7 +92,46 @@ def describe(snap: dict) -> str:
     return f"`{snap['profile']}` (commit {snap['commit'][:7]}, {snap['made']}, {snap['numerics']})"
 
 
-MOVES_HEADER = ["claim", "paper", "verdict at {other}", "verdict here", "effect at {other}", "effect here"]
+MOVES_HEADER = ["claim", "paper", "verdict at {other}", "verdict here", "effect at {other}", "effect here",
+                "what changed"]
+
+
+def _side(numbers: dict) -> int:
+    """+1 where the effect is on the claim's side, -1 on the other, 0 for no effect or none measured."""
+    e = numbers.get("effect", float("nan"))
+    if not isinstance(e, (int, float)) or not math.isfinite(e) or numbers.get("scale") == "ratio" and e <= 0:
+        return 0
+    d = math.log(e) if numbers.get("scale") == "ratio" else e
+    return 0 if d == 0 else (1 if (d < 0) == (numbers.get("claim") == "<") else -1)
+
+
+def what_changed(there: dict, here: dict) -> str:
+    """Why a verdict moved, read from the two sides' numbers: 'measured at one scale only' (no effect measured on one
+    side, e.g. a threshold no network reached), 'the effect changed side', or, where the mean effect is on the same
+    side at both scales (the claim's, or the other), how many seed pairs agreed out of how many and the raw p-values:
+    then the seeds, or the size of the effect, decided.
+
+    >>> what_changed({"claim": "<", "scale": "ratio", "effect": 0.5}, {"claim": "<", "scale": "ratio", "effect": 2.0})
+    'the effect changed side'
+    >>> what_changed({"claim": "<", "scale": "difference", "effect": -1.0, "n": 2, "agree": 2, "p": 0.2},
+    ...              {"claim": "<", "scale": "difference", "effect": -0.5, "n": 5, "agree": 5, "p": 0.001})
+    "same side (the claim's); pairs agreeing, raw p: 2/2, p 0.2 → 5/5, p 0.001"
+    >>> what_changed({"claim": "<", "scale": "ratio", "effect": 300.0, "n": 3, "agree": 0},
+    ...              {"claim": "<", "scale": "ratio", "effect": 1.4, "n": 5, "agree": 1})
+    'same side (against the claim); pairs agreeing, raw p: 0/3 → 1/5'
+    >>> what_changed({"claim": ">", "scale": "ratio", "effect": float("nan")}, {"claim": ">", "scale": "ratio", "effect": 3.0})
+    'measured at one scale only'
+    """
+    a, b = _side(there), _side(here)
+    if a == 0 or b == 0:
+        return "measured at one scale only"
+    if a != b:
+        return "the effect changed side"
+    def pairs(n: dict) -> str:
+        p = n.get("p")
+        return f"{n.get('agree')}/{n.get('n')}" + (f", p {p:.2g}" if isinstance(p, float) and math.isfinite(p) else "")
+    side = "the claim's" if a > 0 else "against the claim"
+    return f"same side ({side}); pairs agreeing, raw p: {pairs(there)} → {pairs(here)}"
 
 
 def moves(here: dict[str, dict], snap: dict | None) -> tuple[list[str], list[list[str]], dict[str, int]]:
@@ -112,7 +152,8 @@ def moves(here: dict[str, dict], snap: dict | None) -> tuple[list[str], list[lis
         flag = " {bdg-light}`exploratory`" if b.get("exploratory") else ""
         rows.append([f"{c.text} ({{ref}}`{c.chapter} <{c.ref}>`)", c.source, claims.badge(a["verdict"]),
                      claims.badge(b["verdict"]) + flag + mark, claims.effect_text(a["numbers"]),
-                     claims.effect_text(b["numbers"])])
+                     claims.effect_text(b["numbers"]),
+                     "" if a["verdict"] == b["verdict"] else what_changed(a["numbers"], b["numbers"])])
     header = [h.format(other=other) for h in MOVES_HEADER]
     return header, rows, {"compared": len(rows), "same": same, "moved": len(rows) - same}
 
