@@ -97,9 +97,11 @@ MOVES_HEADER = ["claim", "paper", "verdict at {other}", "verdict here", "effect 
 
 
 def _side(numbers: dict) -> int:
-    """+1 where the effect is on the claim's side, -1 on the other, 0 for no effect or none measured."""
+    """+1 where the effect is on the claim's side, -1 on the other, 0 for no effect or none measured (fewer than two
+    seed pairs with a finite value, the verdict rule's 'not testable at this scale')."""
     e = numbers.get("effect", float("nan"))
-    if not isinstance(e, (int, float)) or not math.isfinite(e) or numbers.get("scale") == "ratio" and e <= 0:
+    if (not isinstance(e, (int, float)) or not math.isfinite(e) or numbers.get("n", 2) < 2
+            or numbers.get("scale") == "ratio" and e <= 0):
         return 0
     d = math.log(e) if numbers.get("scale") == "ratio" else e
     return 0 if d == 0 else (1 if (d < 0) == (numbers.get("claim") == "<") else -1)
@@ -107,7 +109,7 @@ def _side(numbers: dict) -> int:
 
 def what_changed(there: dict, here: dict) -> str:
     """Why a verdict moved, read from the two sides' numbers: 'measured at one scale only' (no effect measured on one
-    side, e.g. a threshold no network reached), 'the effect changed side', or, where the mean effect is on the same
+    side, e.g. a threshold no network reached, or fewer than two seed pairs), 'the effect changed side', or, where the mean effect is on the same
     side at both scales (the claim's, or the other), how many seed pairs agreed out of how many and the raw p-values:
     then the seeds, or the size of the effect, decided.
 
@@ -120,6 +122,8 @@ def what_changed(there: dict, here: dict) -> str:
     ...              {"claim": "<", "scale": "ratio", "effect": 1.4, "n": 5, "agree": 1})
     'same side (against the claim); pairs agreeing, raw p: 0/3 → 1/5'
     >>> what_changed({"claim": ">", "scale": "ratio", "effect": float("nan")}, {"claim": ">", "scale": "ratio", "effect": 3.0})
+    'measured at one scale only'
+    >>> what_changed({"claim": ">", "scale": "ratio", "effect": 2.0, "n": 1}, {"claim": ">", "scale": "ratio", "effect": 3.0})
     'measured at one scale only'
     """
     a, b = _side(there), _side(here)
