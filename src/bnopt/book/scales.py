@@ -109,9 +109,9 @@ def _side(numbers: dict) -> int:
 
 def what_changed(there: dict, here: dict) -> str:
     """Why a verdict moved, read from the two sides' numbers: 'measured at one scale only' (no effect measured on one
-    side, e.g. a threshold no network reached, or fewer than two seed pairs), 'the effect changed side', or, where the mean effect is on the same
-    side at both scales (the claim's, or the other), how many seed pairs agreed out of how many and the raw p-values:
-    then the seeds, or the size of the effect, decided.
+    side, e.g. a threshold no network reached, or fewer than two seed pairs), 'the effect changed side', or, where the
+    mean effect is on the same side at both scales (the claim's, or the other), how many seed pairs agreed out of how
+    many and the raw p-values: then the seeds, or the size of the effect, decided.
 
     >>> what_changed({"claim": "<", "scale": "ratio", "effect": 0.5}, {"claim": "<", "scale": "ratio", "effect": 2.0})
     'the effect changed side'
@@ -121,10 +121,9 @@ def what_changed(there: dict, here: dict) -> str:
     >>> what_changed({"claim": "<", "scale": "ratio", "effect": 300.0, "n": 3, "agree": 0},
     ...              {"claim": "<", "scale": "ratio", "effect": 1.4, "n": 5, "agree": 1})
     'same side (against the claim); pairs agreeing, raw p: 0/3 → 1/5'
-    >>> what_changed({"claim": ">", "scale": "ratio", "effect": float("nan")}, {"claim": ">", "scale": "ratio", "effect": 3.0})
-    'measured at one scale only'
-    >>> what_changed({"claim": ">", "scale": "ratio", "effect": 2.0, "n": 1}, {"claim": ">", "scale": "ratio", "effect": 3.0})
-    'measured at one scale only'
+    >>> three = {"claim": ">", "scale": "ratio", "effect": 3.0}
+    >>> what_changed({**three, "effect": float("nan")}, three), what_changed({**three, "n": 1}, three)
+    ('measured at one scale only', 'measured at one scale only')
     """
     a, b = _side(there), _side(here)
     if a == 0 or b == 0:
@@ -133,7 +132,8 @@ def what_changed(there: dict, here: dict) -> str:
         return "the effect changed side"
     def pairs(n: dict) -> str:
         p = n.get("p")
-        return f"{n.get('agree')}/{n.get('n')}" + (f", p {p:.2g}" if isinstance(p, float) and math.isfinite(p) else "")
+        finite = isinstance(p, float) and math.isfinite(p)
+        return f"{n.get('agree')}/{n.get('n')}" + (f", p {p:.2g}" if finite else "")
     side = "the claim's" if a > 0 else "against the claim"
     return f"same side ({side}); pairs agreeing, raw p: {pairs(there)} → {pairs(here)}"
 

@@ -5,9 +5,9 @@ A measurement is a named function of one run (its config, and its result where i
 its parameters. Its entry is keyed by a hash of {measurement name, run key, parameters} and, where it reads the run's
 result (its `reads_result(params)`), the digest of that result's bits (`meta.result_sha256`): the run key already
 holds the run's full config and its data's fingerprint, and the digest tells apart two trainings of one config under
-other rounding (a measurement of one is never read for the other). The entries live in a cache of their own (`<data home>/measured/`,
-the run cache's class: atomic write-once entries, safe with several writers, a corrupt one recomputed), apart from
-the runs, so that nothing that lists runs meets them. Each entry's meta records where it was computed (commit,
+other rounding (a measurement of one is never read for the other). The entries live in a cache of their own
+(`<data home>/measured/`, the run cache's class: atomic write-once entries, safe with several writers, a corrupt one
+recomputed), apart from the runs, so that nothing that lists runs meets them. Each entry's meta records where it was computed (commit,
 library versions, `bnopt.runs.numerics` and the thread count, which together fix its bits; wall time).
 
 A measurement computed on another machine keeps that machine's rounding, as a committed run does: a build that reads
