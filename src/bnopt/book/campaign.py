@@ -134,15 +134,20 @@ def parse_budget(text: str) -> float:
     return 3600 * h + 60 * m + s
 
 
+def bundled(folder: Path) -> dict[str, set[str]]:
+    """{content: the keys of every entry in the (verified) bundles of a results folder that hold it} (runs,
+    measurements), each bundle read and verified once."""
+    keys: dict[str, set[str]] = {}
+    for b in bundles_in(folder):
+        manifest, _ = verify(b)
+        keys.setdefault(content_of(manifest), set()).update(r["key"] for r in manifest["runs"])
+    return keys
+
+
 def bundled_keys(folder: Path, content: str = "runs") -> set[str]:
     """The keys of every entry in the (verified) bundles of a results folder that hold `content` (runs, or
     measurements)."""
-    keys = set()
-    for b in bundles_in(folder):
-        manifest, _ = verify(b)
-        if content_of(manifest) == content:
-            keys |= {r["key"] for r in manifest["runs"]}
-    return keys
+    return bundled(folder).get(content, set())
 
 
 def bundle_path(folder: Path, profile: str, n: int, content: str) -> Path:
@@ -169,8 +174,9 @@ def export_measurements(profile: str, folder: Path) -> Path | None:
     """Export the measurement entries (`bnopt.runs.measured`) made on the runs committed in `folder` that no
     measurement bundle there holds yet, as a new bundle; None when there is nothing new. A build of the profile
     (`make book PROFILE=narrow`) is what makes them."""
-    have = bundled_keys(folder, "measurements")
-    new = [k for k in entries_of(bundled_keys(folder)) if k not in have]
+    keys = bundled(folder)
+    have = keys.get("measurements", set())
+    new = [k for k in entries_of(keys.get("runs", set())) if k not in have]
     if not new:
         return None
     path = bundle_path(folder, profile, len(new), "measurements")
